@@ -1,0 +1,211 @@
+"""`ftui` on the command line: list, run, inspect, eval, resume.
+
+Every user-facing failure is an FtuiError whose message is printed as is, with
+a non-zero exit; a traceback is never shown (unexpected errors are written to a
+log file whose path is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import FtuiError
+
+DEFAULT_CATALOG = "experiments.toml"
+DEFAULT_RUNS = "checkpoints"
+EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _catalog(path: str):
+    from .engine.catalog import load_catalog
+
+    if path == DEFAULT_CATALOG and not Path(path).exists():
+        raise FtuiError(
+            f"No {DEFAULT_CATALOG} in {Path.cwd()}. Run ftui from the folder that holds your catalog, "
+            "or pass --catalog PATH."
+        )
+    return load_catalog(path)
+
+
+def _short_units(trainable: tuple[str, ...], all_units: tuple[str, ...]) -> str:
+    if set(trainable) == set(all_units):
+        return "all"
+    return ",".join(trainable)
+
+
+def cmd_list(args) -> int:
+    from .engine.models import describe
+
+    catalog = _catalog(args.catalog)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("name", "model", "input", "trains", "epochs", "report", "description"):
+        table.add_column(col, no_wrap=col != "description", justify="right" if col in ("epochs", "report") else "left")
+    for exp in catalog.experiments:
+        units = describe(exp.model, exp.cifar_stem).unit_names
+        ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
+        size = f"{exp.input_size}" + (" cifar" if exp.cifar_stem else "")
+        table.add_row(exp.name, exp.model, size, _short_units(exp.trainable, units), str(exp.epochs), ref, exp.description)
+    out.print(table)
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """Ctrl-C, SIGTERM and a dropped SSH session (SIGHUP) stop the run cleanly after the current step."""
+
+    def handler(signum, _frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        try:
+            err.print(f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to abort)...")
+        except Exception:
+            pass  # the terminal may be gone (SIGHUP)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def _drive(start) -> int:
+    """Run a training function with a progress bar and turn its result into an exit code."""
+    from .progress import ProgressPrinter
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with ProgressPrinter(out) as printer:
+        result = start(printer, stop)
+    if result.status == "finished":
+        out.print(f"finished: best test accuracy {result.best_acc:.2f}%, final {result.final_acc:.2f}%")
+    elif result.status == "stopped":
+        out.print(f"stopped: {escape(result.reason)}")
+    else:
+        err.print(f"[red]failed:[/] {escape(result.reason)}")
+    if result.run_dir is not None:
+        out.print(f"run folder: {result.run_dir}")
+    return {"finished": 0, "stopped": EXIT_STOPPED}.get(result.status, EXIT_FAILED)
+
+
+def cmd_run(args) -> int:
+    from .engine.train import train
+
+    exp = _catalog(args.catalog).get(args.name)
+    changes = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    if changes:
+        from .engine.catalog import experiment_from_dict
+
+        exp = experiment_from_dict({**exp.to_dict(), **changes}, where="command line")
+    return _drive(lambda printer, stop: train(exp, printer, stop, runs_root=args.runs))
+
+
+def cmd_resume(args) -> int:
+    from .engine.train import resume
+
+    return _drive(lambda printer, stop: resume(args.run_folder, printer, stop))
+
+
+def cmd_inspect(args) -> int:
+    from .engine.checkpoints import read_checkpoint
+
+    info = read_checkpoint(Path(args.checkpoint))
+    exp, m = info.experiment, info.metrics
+    out.print(f"[bold]{escape(str(info.path))}[/]  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})")
+    out.print(f"experiment: {exp.get('name')}  model: {exp.get('model')}  input: {exp.get('input_size')}  "
+              f"dataset: {exp.get('dataset')} ({len(info.classes)} classes)")
+    if m:
+        out.print(f"test accuracy {m.get('test_acc', float('nan')):.2f}%  test loss {m.get('test_loss', float('nan')):.4f}  "
+                  f"train loss {m.get('train_loss', float('nan')):.4f}")
+    out.print(f"trained units: {', '.join(info.trainable_units) or 'none'}")
+    out.print("versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()))
+    table = Table(header_style="bold", box=None)
+    for col in ("tensor", "shape", "dtype", "unit", "state"):
+        table.add_column(col)
+    for t in info.tensors:
+        table.add_row(t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.unit, "trained" if t.trained else "frozen")
+    out.print(table)
+    out.print(f"{len(info.tensors)} tensors, {info.param_count:,} values")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .engine.evaluation import evaluate_checkpoint
+
+    started = time.monotonic()
+    result, exp = evaluate_checkpoint(Path(args.checkpoint), args.device or "auto", args.max_images or 0)
+    out.print(f"{args.checkpoint}: test accuracy [bold]{result.accuracy:.2f}%[/] "
+              f"(loss {result.loss:.4f}) on {result.images} {exp.dataset} test images in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ftui", description="Fine-tune ImageNet-pretrained vision models from the terminal.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    ls = sub.add_parser("list", help="list the experiments of the catalog")
+    ls.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file (default: ./experiments.toml)")
+    ls.set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="train an experiment of the catalog")
+    run.add_argument("name")
+    run.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file (default: ./experiments.toml)")
+    run.add_argument("--epochs", type=int, help="override the experiment's epochs")
+    run.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    run.add_argument("--runs", default=DEFAULT_RUNS, help="folder for run folders (default: ./checkpoints)")
+    run.set_defaults(func=cmd_run)
+
+    ins = sub.add_parser("inspect", help="show a checkpoint's metadata and tensors")
+    ins.add_argument("checkpoint")
+    ins.set_defaults(func=cmd_inspect)
+
+    ev = sub.add_parser("eval", help="test accuracy of a checkpoint")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    ev.add_argument("--max-images", type=int, help="evaluate on the first N test images only")
+    ev.set_defaults(func=cmd_eval)
+
+    res = sub.add_parser("resume", help="continue a stopped run to its planned end")
+    res.add_argument("run_folder")
+    res.set_defaults(func=cmd_resume)
+    return p
+
+
+def _crash_log() -> Path:
+    path = Path(tempfile.gettempdir()) / f"ftui-crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    path.write_text(traceback.format_exc(), encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        out.print("The ftui terminal workbench is not built yet. Meanwhile the command line does everything:\n")
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except FtuiError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("aborted.")
+        return EXIT_STOPPED
+    except Exception as exc:
+        err.print(f"[red]ftui hit an internal error:[/] {escape(repr(exc))}\nDetails were written to {_crash_log()}; please report it.")
+        return EXIT_FAILED
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""safetensors checkpoints: model weights with their experiment, and resume state.
+
+A model checkpoint holds the model's state dict under its plain torchvision
+names, so ``model.load_state_dict(safetensors.torch.load_file(path))`` works
+with torchvision alone. Its string metadata carries the resolved experiment,
+epoch, metrics, trainable units, classes and library versions as JSON.
+
+The optimizer, scheduler and RNG state needed to resume live in a separate
+``resume.safetensors`` next to ``last.safetensors`` and name the epoch they
+belong to, so a mismatch is detected instead of resuming from mixed states.
+Every write goes to a temporary file that is fsynced and renamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors
+import torch
+import torchvision
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .. import __version__
+from ..errors import CheckpointError, FtuiError
+from .catalog import experiment_from_dict
+from .experiment import Experiment
+from .models import build_model, describe, unit_of
+from .weights import mismatch_report, state_fits
+
+FORMAT = "ftui-checkpoint/1"
+RESUME_FORMAT = "ftui-resume/1"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    unit: str
+    trained: bool
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    kind: str
+    epoch: int  # 0-based index of the last completed epoch
+    experiment: dict
+    metrics: dict
+    trainable_units: tuple[str, ...]
+    classes: tuple[str, ...]
+    versions: dict
+    tensors: tuple[TensorInfo, ...]
+
+    @property
+    def param_count(self) -> int:
+        return sum(_numel(t.shape) for t in self.tensors)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def versions() -> dict:
+    return {
+        "ftui": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_model_checkpoint(
+    path: Path, model: nn.Module, *, kind: str, epoch: int, experiment: Experiment, metrics: dict, classes: tuple[str, ...]
+) -> None:
+    tensors = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "kind": kind,
+        "epoch": str(epoch),
+        "experiment": json.dumps(experiment.to_dict()),
+        "metrics": json.dumps(metrics),
+        "trainable_units": json.dumps(list(experiment.trainable)),
+        "classes": json.dumps(list(classes)),
+        "versions": json.dumps(versions()),
+    }
+    _atomic_save(tensors, path, metadata)
+
+
+def _open_error(path: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(f"{path} is not a readable safetensors checkpoint ({exc}). It may be truncated or corrupt.")
+
+
+def _read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[tuple[int, ...], str]]]:
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist.")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            table = {}
+            for key in f.keys():
+                sl = f.get_slice(key)
+                table[key] = (tuple(sl.get_shape()), str(sl.get_dtype()))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _open_error(path, exc) from exc
+    return meta, table
+
+
+def _json_field(meta: dict[str, str], key: str, path: Path):
+    try:
+        return json.loads(meta[key])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: its metadata field {key!r} is missing or not valid JSON.") from exc
+
+
+def read_checkpoint(path: Path) -> CheckpointInfo:
+    """Metadata and tensor table from the header alone (no tensor data is read)."""
+    path = Path(path)
+    meta, table = _read_header(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not an ftui checkpoint (no ftui metadata). "
+            "If it holds model weights, use it as `weights = \"{path}\"` in an experiment."
+        )
+    exp = _json_field(meta, "experiment", path)
+    trainable = tuple(_json_field(meta, "trainable_units", path))
+    classes = tuple(_json_field(meta, "classes", path))
+    try:
+        units = describe(exp["model"], bool(exp.get("cifar_stem")), len(classes)).units
+        owner = {name: unit_of(units, name).name for name in table}
+    except (FtuiError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its experiment metadata does not describe a known model ({exc}).") from exc
+    tensors = tuple(
+        TensorInfo(name, shape, dtype, owner[name], owner[name] in trainable) for name, (shape, dtype) in table.items()
+    )
+    return CheckpointInfo(
+        path=path,
+        kind=meta.get("kind", "?"),
+        epoch=int(meta.get("epoch", -1)),
+        experiment=exp,
+        metrics=_json_field(meta, "metrics", path),
+        trainable_units=trainable,
+        classes=classes,
+        versions=_json_field(meta, "versions", path),
+        tensors=tensors,
+    )
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _open_error(path, exc) from exc
+
+
+def load_checkpoint_model(path: Path) -> tuple[nn.Module, CheckpointInfo, Experiment]:
+    """Rebuild the checkpoint's model on the CPU and load its weights (strictly)."""
+    info = read_checkpoint(path)
+    exp = experiment_from_dict(info.experiment, where=str(path))
+    model = build_model(dataclasses.replace(exp, weights="none"), num_classes=len(info.classes))
+    state = load_tensors(Path(path))
+    if not state_fits(model, state):
+        raise CheckpointError(f"{path} does not fit the {exp.model} it says it holds: {mismatch_report(model, state)}")
+    model.load_state_dict(state)
+    return model, info, exp
+
+
+def save_resume_state(
+    path: Path, optimizer: torch.optim.Optimizer, scheduler, rng: dict[str, torch.Tensor], epoch: int
+) -> None:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict] = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{idx}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                plain.setdefault(str(idx), {})[key] = value
+    tensors.update({f"rng.{k}": v.contiguous() for k, v in rng.items()})
+    metadata = {
+        "format": RESUME_FORMAT,
+        "epoch": str(epoch),
+        "param_groups": json.dumps(sd["param_groups"]),
+        "optimizer_plain_state": json.dumps(plain),
+        "scheduler": json.dumps(scheduler.state_dict()),
+    }
+    _atomic_save(tensors, path, metadata)
+
+
+def load_resume_state(path: Path, optimizer: torch.optim.Optimizer, scheduler) -> tuple[int, dict[str, torch.Tensor]]:
+    """Restore optimizer and scheduler in place; return (epoch, rng states)."""
+    meta, _ = _read_header(path)
+    if meta.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{path} is not an ftui resume-state file.")
+    tensors = load_tensors(path)
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, extra in _json_field(meta, "optimizer_plain_state", path).items():
+        state.setdefault(int(idx), {}).update(extra)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": _json_field(meta, "param_groups", path)})
+        scheduler.load_state_dict(_json_field(meta, "scheduler", path))
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not match this run's optimizer ({exc}).") from exc
+    rng = {key[len("rng."):]: value for key, value in tensors.items() if key.startswith("rng.")}
+    return int(meta["epoch"]), rng

@@ -1,0 +1,71 @@
+"""Test-set evaluation, shared by the training loop and `ftui eval`."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import Augment
+from .checkpoints import load_checkpoint_model
+from .data import load_dataset
+from .device import autocast, resolve_device, uses_channels_last
+from .experiment import NORMALIZATIONS, Experiment
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float  # percent
+    images: int
+
+
+def test_augment(exp: Experiment, device: torch.device) -> Augment:
+    mean, std = NORMALIZATIONS[exp.normalize]
+    return Augment(exp.input_size, mean, std, channels_last=uses_channels_last(device))
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    augment: Augment,
+    batch_size: int,
+    stop: threading.Event | None = None,
+) -> Evaluation | None:
+    """Mean loss and accuracy over uint8 images already on the model's device.
+
+    Sums stay on the device and are read once at the end. Returns None if
+    ``stop`` is set part-way (the caller is stopping the run).
+    """
+    device = images.device
+    model.eval()
+    with torch.inference_mode(), autocast(device):
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for start in range(0, len(images), batch_size):
+            if stop is not None and stop.is_set():
+                return None
+            logits = model(augment.test(images[start : start + batch_size]))
+            target = labels[start : start + batch_size]
+            loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
+            correct += (logits.argmax(dim=1) == target).sum()
+        n = len(images)
+        return Evaluation(loss_sum.item() / n, 100.0 * correct.item() / n, n)
+
+
+def evaluate_checkpoint(path: Path, device_name: str = "auto", max_images: int = 0) -> tuple[Evaluation, Experiment]:
+    """Test accuracy of a saved checkpoint on its experiment's test set."""
+    model, info, exp = load_checkpoint_model(path)
+    device = resolve_device(device_name)
+    data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
+    limit = max_images or exp.max_test_images or len(data.test_images)
+    images, labels = data.test_images[:limit].to(device), data.test_labels[:limit].to(device)
+    model.to(device, memory_format=torch.channels_last if uses_channels_last(device) else torch.preserve_format)
+    result = evaluate(model, images, labels, test_augment(exp, device), max(exp.batch_size, 256))
+    assert result is not None  # no stop event given
+    return result, exp

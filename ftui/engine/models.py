@@ -1,0 +1,211 @@
+"""Torchvision classifiers, adapted to a dataset, and their layer units.
+
+A *layer unit* is the granularity at which a person freezes layers and sets
+learning rates: ResNet's conv1/bn1/layer1-4/fc, VGG's five conv blocks and its
+classifier, ViT's patch projection, token embeddings, each encoder layer, the
+final norm and the head. Any other torchvision classifier gets one unit per
+top-level child. A unit is a set of qualified-name prefixes, so the same
+definition selects parameters, buffers and modules.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import VGG, ResNet, VisionTransformer
+
+from ..errors import ModelError, WeightsError
+from .experiment import Experiment
+from .weights import load_weights_state, mismatch_report, state_fits
+
+
+@dataclass(frozen=True)
+class LayerUnit:
+    name: str
+    prefixes: tuple[str, ...]
+    params: int = 0
+
+    def owns(self, qualified_name: str) -> bool:
+        return any(qualified_name == p or qualified_name.startswith(p + ".") for p in self.prefixes)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the catalog and the UI need to know about a model, without weights."""
+
+    name: str
+    units: tuple[LayerUnit, ...]
+    head_unit: str
+    fixed_input_size: int | None  # ViT only accepts its training resolution
+    has_resnet_stem: bool
+
+    @property
+    def unit_names(self) -> tuple[str, ...]:
+        return tuple(u.name for u in self.units)
+
+    @property
+    def total_params(self) -> int:
+        return sum(u.params for u in self.units)
+
+
+@functools.lru_cache(maxsize=1)
+def classification_models() -> tuple[str, ...]:
+    return tuple(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_model_name(name: str) -> str:
+    known = classification_models()
+    if name in known:
+        return name
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ModelError(
+        f"Unknown model {name!r}: ftui takes torchvision classification models "
+        f"(resnet18, vgg16, vit_b_16, and {len(known) - 3} more).{hint}"
+    )
+
+
+def _find_head(model: nn.Module) -> str:
+    """Qualified name of the final Linear layer: the classifier head."""
+    last = None
+    for qname, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = qname
+    if last is None:
+        raise ModelError(f"{type(model).__name__} has no Linear classifier head that ftui can replace.")
+    return last
+
+
+def _set_submodule(model: nn.Module, qname: str, module: nn.Module) -> None:
+    parent_name, _, child = qname.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def replace_head(model: nn.Module, num_classes: int) -> str:
+    head = _find_head(model)
+    old = model.get_submodule(head)
+    _set_submodule(model, head, nn.Linear(old.in_features, num_classes, device=old.weight.device))
+    return head
+
+
+def has_resnet_stem(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "conv1", None), nn.Conv2d) and hasattr(model, "maxpool")
+
+
+def apply_cifar_stem(model: nn.Module) -> None:
+    """The report's §3.1 change: 3x3 stride-1 conv1 and no maxpool, for 32x32 inputs."""
+    if not has_resnet_stem(model):
+        raise ModelError(
+            f"cifar_stem applies to ResNet-style models (conv1 + maxpool); {type(model).__name__} has none. "
+            "Set cifar_stem = false."
+        )
+    old = model.conv1
+    model.conv1 = nn.Conv2d(
+        old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False, device=old.weight.device
+    )
+    model.maxpool = nn.Identity()
+
+
+def _count(model: nn.Module, prefixes: tuple[str, ...]) -> int:
+    unit = LayerUnit("", prefixes)
+    return sum(p.numel() for n, p in model.named_parameters() if unit.owns(n))
+
+
+def _vgg_units(model: VGG) -> list[tuple[str, tuple[str, ...]]]:
+    # features is conv/relu(/bn) runs separated by MaxPool2d: one unit per run.
+    units, current = [], []
+    for idx, module in enumerate(model.features):
+        current.append(f"features.{idx}")
+        if isinstance(module, nn.MaxPool2d):
+            units.append((f"block{len(units) + 1}", tuple(current)))
+            current = []
+    if current:
+        units.append((f"block{len(units) + 1}", tuple(current)))
+    return units + [("classifier", ("classifier",))]
+
+
+def _vit_units(model: VisionTransformer) -> list[tuple[str, tuple[str, ...]]]:
+    layers = [(name, (f"encoder.layers.{name}",)) for name, _ in model.encoder.layers.named_children()]
+    return (
+        [("conv_proj", ("conv_proj",)), ("embed", ("class_token", "encoder.pos_embedding"))]
+        + layers
+        + [("ln", ("encoder.ln",)), ("heads", ("heads",))]
+    )
+
+
+def _child_units(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
+    units = [(name, (name,)) for name, _ in model.named_parameters(recurse=False)]
+    for name, child in model.named_children():
+        if any(True for _ in child.parameters()):
+            units.append((name, (name,)))
+    return units
+
+
+def layer_units(model: nn.Module) -> tuple[LayerUnit, ...]:
+    if isinstance(model, VGG):
+        spec = _vgg_units(model)
+    elif isinstance(model, VisionTransformer):
+        spec = _vit_units(model)
+    else:
+        spec = _child_units(model)
+    units = tuple(LayerUnit(name, prefixes, _count(model, prefixes)) for name, prefixes in spec)
+    # Only units that hold parameters are worth a toggle (VGG's trailing pool has none).
+    return tuple(u for u in units if u.params > 0)
+
+
+def unit_of(units: tuple[LayerUnit, ...], qualified_name: str) -> LayerUnit:
+    for unit in units:
+        if unit.owns(qualified_name):
+            return unit
+    raise ModelError(f"Parameter {qualified_name!r} belongs to no layer unit (a bug in ftui's unit table).")
+
+
+def _construct(name: str, num_classes: int, cifar_stem: bool) -> nn.Module:
+    model = torchvision.models.get_model(name, weights=None)
+    replace_head(model, num_classes)
+    if cifar_stem:
+        apply_cifar_stem(model)
+    return model
+
+
+@functools.lru_cache(maxsize=64)
+def describe(name: str, cifar_stem: bool = False, num_classes: int = 10) -> ModelInfo:
+    """Units and constraints of a model, computed on the meta device (no memory, no weights)."""
+    name = check_model_name(name)
+    with torch.device("meta"):
+        model = _construct(name, num_classes, cifar_stem)
+    units = layer_units(model)
+    head = unit_of(units, _find_head(model)).name
+    fixed = model.image_size if isinstance(model, VisionTransformer) else None
+    return ModelInfo(name, units, head, fixed, has_resnet_stem(model))
+
+
+def build_model(exp: Experiment, num_classes: int) -> nn.Module:
+    """The experiment's model on the CPU: weights loaded, head and stem adapted.
+
+    Weights that fit the unmodified torchvision model (ImageNet checkpoints) are
+    loaded before the head and stem are replaced; weights that fit the adapted
+    model (an ftui checkpoint) are loaded after.
+    """
+    name = check_model_name(exp.model)
+    model = torchvision.models.get_model(name, weights=None)
+    if isinstance(model, VisionTransformer) and exp.input_size != model.image_size:
+        raise ModelError(f"{name} only accepts {model.image_size}x{model.image_size} inputs; set input_size = {model.image_size}.")
+    state = load_weights_state(exp.weights, name)
+    if state is not None and state_fits(model, state):
+        model.load_state_dict(state)
+        state = None
+    replace_head(model, num_classes)
+    if exp.cifar_stem:
+        apply_cifar_stem(model)
+    if state is not None:
+        if not state_fits(model, state):
+            raise WeightsError(f"The weights in {exp.weights} do not fit {name}: {mismatch_report(model, state)}")
+        model.load_state_dict(state)
+    return model

@@ -1,0 +1,376 @@
+"""The training loop: the one function the TUI, the CLI and the tests all call.
+
+``train(experiment, on_event, stop)`` prepares data and model, creates a run
+folder, trains, evaluates and checkpoints every epoch, and returns a
+RunResult. It talks outward only through ``on_event`` and listens only to the
+``stop`` event, so it works the same with or without a terminal. It holds no
+global state besides torch's RNG, which it seeds.
+
+Speed: the data lives on the training device as uint8 and is augmented there
+in batched ops; each step's loss is written into a device buffer and read back
+only when a report is due (a few times a second), so there is no host sync
+per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import FtuiError, RunError
+from . import events as ev
+from .augment import Augment
+from .catalog import experiment_from_dict
+from .checkpoints import load_checkpoint_model, load_resume_state, read_checkpoint, save_model_checkpoint, save_resume_state
+from .data import Dataset, load_dataset
+from .device import autocast, describe_device, is_out_of_memory, resolve_device, uses_channels_last
+from .evaluation import evaluate, test_augment
+from .experiment import NORMALIZATIONS, Experiment
+from .models import LayerUnit, build_model, layer_units
+from .params import apply_trainable, count_params, frozen_batchnorms, make_optimizer, make_scheduler, param_groups, set_train_mode
+from .runs import BEST, EXPERIMENT, LAST, METRICS, RESUME, MetricsLog, RunFolder, create_run_dir, now_iso
+
+REPORT_INTERVAL = 0.25  # seconds between step reports (and host syncs)
+
+EventSink = Callable[[ev.Event], None]
+
+
+class _Diverged(Exception):
+    pass
+
+
+@dataclass
+class _Setup:
+    """Everything a run needs, built before its folder is created."""
+
+    exp: Experiment
+    device: torch.device
+    data: Dataset
+    model: nn.Module
+    units: tuple[LayerUnit, ...]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_augment: Augment
+    eval_augment: Augment
+    frozen_bn: list[nn.Module]
+    generator: torch.Generator
+    steps_per_epoch: int
+
+
+def _steps_per_epoch(exp: Experiment, n_train: int) -> int:
+    steps = n_train // exp.batch_size  # the last partial batch is dropped: BatchNorm dislikes tiny batches
+    if steps == 0:
+        raise FtuiError(
+            f"batch_size = {exp.batch_size} is larger than the {n_train} training images of {exp.dataset}. Lower batch_size."
+        )
+    return min(steps, exp.max_steps_per_epoch) if exp.max_steps_per_epoch else steps
+
+
+def _load_data(exp: Experiment, device: torch.device) -> Dataset:
+    data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
+    if exp.max_test_images:
+        data = dataclasses.replace(
+            data, test_images=data.test_images[: exp.max_test_images], test_labels=data.test_labels[: exp.max_test_images]
+        )
+    return data.to(device)
+
+
+def _prepare(exp: Experiment, from_checkpoint: Path | None = None) -> _Setup:
+    device = resolve_device(exp.device)
+    torch.manual_seed(exp.seed)
+    data = _load_data(exp, device)
+    if from_checkpoint is None:
+        model = build_model(exp, data.num_classes)
+    else:
+        model = load_checkpoint_model(from_checkpoint)[0]
+    units = layer_units(model)
+    apply_trainable(model, units, exp.trainable)
+    channels_last = uses_channels_last(device)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer = make_optimizer(param_groups(model, units, exp), exp)
+    steps = _steps_per_epoch(exp, len(data.train_images))
+    mean, std = NORMALIZATIONS[exp.normalize]
+    augment = Augment(exp.input_size, mean, std, exp.crop_padding, exp.flip, exp.rotation, channels_last)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(exp.seed)
+    return _Setup(
+        exp, device, data, model, units, optimizer, make_scheduler(optimizer, exp, steps), augment,
+        test_augment(exp, device), frozen_batchnorms(model, units, exp), generator, steps,
+    )
+
+
+def _safe_sink(on_event: EventSink | None) -> EventSink:
+    """A callback that fails (say, the UI is gone) must never take the run down with it."""
+    if on_event is None:
+        return lambda event: None
+
+    def sink(event: ev.Event) -> None:
+        try:
+            on_event(event)
+        except Exception:
+            pass
+
+    return sink
+
+
+def _failed_early(emit: EventSink, exc: FtuiError, run_dir: Path | None = None) -> ev.RunResult:
+    emit(ev.Failed(run_dir, str(exc)))
+    return ev.RunResult("failed", run_dir, reason=str(exc))
+
+
+def train(
+    exp: Experiment,
+    on_event: EventSink | None = None,
+    stop: threading.Event | None = None,
+    runs_root: Path | str = "checkpoints",
+) -> ev.RunResult:
+    """Run an experiment to the end (or until ``stop`` is set) and return how it ended."""
+    emit = _safe_sink(on_event)
+    try:
+        setup = _prepare(exp)
+        folder = RunFolder(create_run_dir(Path(runs_root), exp.name))
+        folder.write_experiment(exp.to_dict())
+        folder.write_status("running", started_at=now_iso(), epochs=exp.epochs, epochs_done=0)
+    except FtuiError as exc:
+        return _failed_early(emit, exc)
+    except OSError as exc:
+        return _failed_early(emit, FtuiError(f"Could not create a run folder under {runs_root}: {exc}"))
+    return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=0, best_acc=None).run()
+
+
+def _process_alive(status: dict) -> bool:
+    if status.get("host") != socket.gethostname() or status.get("pid") in (None, os.getpid()):
+        return False
+    try:
+        os.kill(int(status["pid"]), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
+    status = folder.read_status()
+    if status.get("state") == "finished":
+        raise RunError(f"{folder.path} already finished all {exp.epochs} epochs; there is nothing to resume.")
+    if status.get("state") == "running" and _process_alive(status):
+        raise RunError(f"{folder.path} is still running in process {status['pid']}; stop it before resuming.")
+    if not folder.file(LAST).exists() or not folder.file(RESUME).exists():
+        raise RunError(
+            f"{folder.path} has no completed epoch to resume from (it ended before its first checkpoint). "
+            f"Start it again with: ftui run {exp.name}"
+        )
+
+
+def _restore_rng(setup: _Setup, rng: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and setup.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], setup.device)
+    setup.generator.set_state(rng["data"])
+
+
+def resume(
+    run_dir: Path | str, on_event: EventSink | None = None, stop: threading.Event | None = None
+) -> ev.RunResult:
+    """Continue a stopped or failed run from its last checkpoint to its planned last epoch."""
+    emit = _safe_sink(on_event)
+    folder = RunFolder(Path(run_dir))
+    try:
+        exp = experiment_from_dict(folder.read_experiment(), where=str(folder.file(EXPERIMENT)))
+        _check_resumable(folder, exp)
+        setup = _prepare(exp, from_checkpoint=folder.file(LAST))
+        epoch, rng = load_resume_state(folder.file(RESUME), setup.optimizer, setup.scheduler)
+        if read_checkpoint(folder.file(LAST)).epoch != epoch:
+            raise RunError(f"{folder.path}: last.safetensors and resume.safetensors are from different epochs; cannot resume exactly.")
+        _restore_rng(setup, rng)
+    except FtuiError as exc:
+        return _failed_early(emit, exc, folder.path)
+    start = epoch + 1
+    # Steps of an epoch that never completed are dropped: it is trained again from its start.
+    folder.keep_metrics(lambda r: r.get("epoch", -1) < start)
+    accs = [r["test_acc"] for r in folder.read_metrics() if r.get("type") == "epoch"]
+    folder.write_status("running", resumed_at=now_iso(), reason="")
+    return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=start, best_acc=max(accs, default=None)).run()
+
+
+class _Loop:
+    """One run in progress: the epoch loop, its reports and its checkpoints."""
+
+    def __init__(self, setup: _Setup, folder: RunFolder, emit: EventSink, stop: threading.Event, start_epoch: int, best_acc):
+        self.s = setup
+        self.folder = folder
+        self.emit = emit
+        self.stop = stop
+        self.start_epoch = start_epoch
+        self.best_acc = best_acc
+        self.history: list[ev.EpochEnd] = []
+        self.epochs_done = start_epoch
+        self.metrics = MetricsLog(folder.file(METRICS))
+        self.losses = torch.zeros(setup.steps_per_epoch, device=setup.device)
+        self.started = time.monotonic()
+
+    # -- the run -----------------------------------------------------------
+
+    def run(self) -> ev.RunResult:
+        try:
+            self._started()
+            for epoch in range(self.start_epoch, self.s.exp.epochs):
+                if not self._train_epoch(epoch) or not self._end_epoch(epoch):
+                    return self._stopped()
+            return self._finished()
+        except _Diverged as exc:
+            return self._failed(str(exc))
+        except FtuiError as exc:
+            return self._failed(str(exc))
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                return self._failed(
+                    f"Out of memory on {self.s.device} with batch_size = {self.s.exp.batch_size}. "
+                    "Lower batch_size (or input_size) and resume or start again."
+                )
+            self._failed(f"Internal error: {exc!r}. The traceback is in {self.folder.file('error.log')}.")
+            (self.folder.file("error.log")).write_text(traceback.format_exc(), encoding="utf-8")
+            raise
+        finally:
+            self.metrics.close()
+
+    def _started(self) -> None:
+        trainable, total = count_params(self.s.model)
+        exp = self.s.exp
+        self.metrics.write({"type": "start", "time": now_iso(), "start_epoch": self.start_epoch, "device": str(self.s.device)})
+        self.emit(ev.RunStarted(
+            run_dir=self.folder.path, experiment=exp.name, device=describe_device(self.s.device),
+            trainable_params=trainable, total_params=total, trainable_units=exp.trainable, epochs=exp.epochs,
+            start_epoch=self.start_epoch, steps_per_epoch=self.s.steps_per_epoch, batch_size=exp.batch_size,
+            train_images=len(self.s.data.train_images), test_images=len(self.s.data.test_images),
+        ))
+
+    # -- one epoch -----------------------------------------------------------
+
+    def _train_epoch(self, epoch: int) -> bool:
+        s, batch = self.s, self.s.exp.batch_size
+        set_train_mode(s.model, s.frozen_bn)
+        order = torch.randperm(len(s.data.train_images), generator=s.generator, device=s.device)
+        self._begin_reports(epoch)
+        for step in range(s.steps_per_epoch):
+            if self.stop.is_set():
+                return False
+            idx = order[step * batch : (step + 1) * batch]
+            x = s.train_augment.train(s.data.train_images[idx], s.generator)
+            with autocast(s.device):
+                loss = F.cross_entropy(s.model(x), s.data.train_labels[idx], label_smoothing=s.exp.label_smoothing)
+            s.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            s.optimizer.step()
+            s.scheduler.step()
+            self.losses[step] = loss.detach()
+            if time.monotonic() >= self.next_report:
+                self._report(epoch, step)
+        self._report(epoch, s.steps_per_epoch - 1)
+        self.train_seconds = time.monotonic() - self.epoch_started
+        return True
+
+    def _begin_reports(self, epoch: int) -> None:
+        self.epoch_started = self.last_report_time = time.monotonic()
+        self.next_report = self.epoch_started + REPORT_INTERVAL
+        self.reported = 0
+        self.epoch_losses: list[float] = []
+
+    def _report(self, epoch: int, step: int) -> None:
+        first = self.reported
+        if step < first:
+            return
+        values = self.losses[first : step + 1].tolist()  # the loop's only host sync
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
+            raise _Diverged(
+                f"The training loss became {bad} at epoch {epoch + 1}, step {first + values.index(bad) + 1}. "
+                f"Lower the learning rate (lr = {self.s.exp.lr:g}) and start again; checkpoints from earlier epochs are kept."
+            )
+        now = time.monotonic()
+        ips = len(values) * self.s.exp.batch_size / max(now - self.last_report_time, 1e-9)
+        lr = self.s.optimizer.param_groups[0]["lr"]
+        steps = self.s.steps_per_epoch
+        self.metrics.write({"type": "steps", "epoch": epoch, "step": first, "global_step": epoch * steps + first,
+                            "losses": values, "lr": lr, "images_per_sec": ips})
+        self.emit(ev.Step(epoch, step, epoch * steps + step, tuple(values), lr, ips))
+        self.epoch_losses.extend(values)
+        self.reported, self.last_report_time, self.next_report = step + 1, now, now + REPORT_INTERVAL
+
+    def _end_epoch(self, epoch: int) -> bool:
+        s = self.s
+        result = evaluate(s.model, s.data.test_images, s.data.test_labels, s.eval_augment, s.exp.batch_size * 2, self.stop)
+        if result is None:
+            return False
+        images = s.steps_per_epoch * s.exp.batch_size
+        end = ev.EpochEnd(
+            epoch=epoch, train_loss=sum(self.epoch_losses) / len(self.epoch_losses), test_loss=result.loss,
+            test_acc=result.accuracy, lr=s.optimizer.param_groups[0]["lr"],
+            seconds=time.monotonic() - self.epoch_started, images_per_sec=images / max(self.train_seconds, 1e-9),
+        )
+        record = {"type": "epoch", **dataclasses.asdict(end)}
+        self.metrics.write(record)
+        self.metrics.sync()
+        self.emit(end)
+        self.history.append(end)
+        self._checkpoint(epoch, end, record)
+        return True
+
+    def _checkpoint(self, epoch: int, end: ev.EpochEnd, record: dict) -> None:
+        s = self.s
+        rng = {"torch": torch.get_rng_state(), "data": s.generator.get_state()}
+        if s.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(s.device)
+        # resume state first: last.safetensors then names an epoch whose state is already on disk.
+        save_resume_state(self.folder.file(RESUME), s.optimizer, s.scheduler, rng, epoch)
+        kinds = ["last"]
+        if self.best_acc is None or end.test_acc > self.best_acc:
+            self.best_acc = end.test_acc
+            kinds.append("best")
+        for kind in kinds:
+            path = self.folder.file(LAST if kind == "last" else BEST)
+            save_model_checkpoint(path, s.model, kind=kind, epoch=epoch, experiment=s.exp, metrics=record, classes=s.data.classes)
+            self.emit(ev.CheckpointSaved(path, kind, epoch, end.test_acc))
+        self.epochs_done = epoch + 1
+        self.folder.write_status("running", epochs_done=self.epochs_done, best_acc=self.best_acc, last_acc=end.test_acc)
+
+    # -- endings -------------------------------------------------------------
+
+    def _result(self, status: str, reason: str = "") -> ev.RunResult:
+        final = self.history[-1].test_acc if self.history else None
+        return ev.RunResult(status, self.folder.path, self.best_acc, final, self.epochs_done, reason, self.history)
+
+    def _close_status(self, state: str, reason: str = "") -> None:
+        seconds = round(time.monotonic() - self.started, 1)
+        self.metrics.write({"type": state, "time": now_iso(), "reason": reason, "epochs_done": self.epochs_done})
+        self.folder.write_status(state, ended_at=now_iso(), reason=reason, epochs_done=self.epochs_done,
+                                 best_acc=self.best_acc, seconds=seconds)
+
+    def _finished(self) -> ev.RunResult:
+        self._close_status("finished")
+        final = self.history[-1].test_acc if self.history else self.best_acc
+        self.emit(ev.Finished(self.folder.path, self.best_acc, final, time.monotonic() - self.started))
+        return self._result("finished")
+
+    def _stopped(self) -> ev.RunResult:
+        reason = f"stopped by request after {self.epochs_done} of {self.s.exp.epochs} epochs"
+        self._close_status("stopped", reason)
+        last = self.folder.file(LAST)
+        self.emit(ev.Stopped(self.folder.path, self.epochs_done, last if last.exists() else None))
+        return self._result("stopped", reason)
+
+    def _failed(self, reason: str) -> ev.RunResult:
+        self._close_status("failed", reason)
+        self.emit(ev.Failed(self.folder.path, reason))
+        return self._result("failed", reason)

@@ -1,0 +1,127 @@
+"""Where a model's starting weights come from: torchvision's weights API or a local file.
+
+Nothing here ever unpickles arbitrary objects: ``.safetensors`` files hold only
+tensors, and ``.pth`` files are read with ``torch.load(weights_only=True)``,
+which refuses pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from ..errors import WeightsError
+from .experiment import WEIGHTS_NONE
+
+LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def is_local_weights(weights: str) -> bool:
+    return weights.lower().endswith(LOCAL_SUFFIXES) or "/" in weights or os.sep in weights
+
+
+def weight_names(model_name: str) -> tuple[str, ...]:
+    """Pretrained weight names torchvision offers for a model, DEFAULT first."""
+    try:
+        enum = torchvision.models.get_model_weights(model_name)
+    except (ValueError, KeyError):
+        return ()
+    return ("DEFAULT",) + tuple(n for n in enum.__members__ if n != "DEFAULT")
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _pretrained(model_name: str, weights: str):
+    names = weight_names(model_name)
+    if weights not in names:
+        offered = ", ".join(names) if names else "none"
+        raise WeightsError(
+            f"{model_name} has no pretrained weights named {weights!r}. torchvision offers: {offered}; "
+            f"or use weights = \"none\" or a path to a .safetensors/.pth file."
+        )
+    return torchvision.models.get_model_weights(model_name)[weights]
+
+
+def _download(model_name: str, weights: str) -> dict[str, torch.Tensor]:
+    entry = _pretrained(model_name, weights)
+    folder = hub_checkpoint_dir()
+    filename = os.path.basename(urlparse(entry.url).path)
+    try:
+        # torchvision's own loader: uses the hub cache, downloads on a miss, checks the hash.
+        return entry.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except Exception as exc:  # network errors come in many types (URLError, socket, SSL, HTTP)
+        if (folder / filename).is_file():
+            raise WeightsError(f"The cached weights file {folder / filename} could not be read ({exc}). Delete it and try again.") from exc
+        raise WeightsError(
+            f"Pretrained weights {model_name} {weights} are not downloaded and the download failed ({exc}).\n"
+            f"Put the file {filename} into {folder}/ (get it from {entry.url} on a machine with internet), "
+            f"or set weights to a local .safetensors/.pth file, or weights = \"none\" to train from scratch."
+        ) from exc
+
+
+def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
+    # Training scripts often save {"state_dict": ...} or {"model": ...}.
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors).")
+    return obj
+
+
+def load_local_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"Weights file {path} does not exist.")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(path)
+        return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"Refused to load {path}: it contains pickled objects other than tensors, which could run code. "
+            "Convert it to .safetensors, or save only the model's state_dict."
+        ) from exc
+    except (SafetensorError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise WeightsError(f"{path} is not a readable weights file ({exc}).") from exc
+
+
+def load_weights_state(weights: str, model_name: str) -> dict[str, torch.Tensor] | None:
+    """The state dict to start from, or None for random initialisation."""
+    if weights == WEIGHTS_NONE:
+        return None
+    if is_local_weights(weights):
+        return load_local_weights(Path(weights).expanduser())
+    return _download(model_name, weights)
+
+
+def state_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    own = model.state_dict()
+    return own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own)
+
+
+def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor], limit: int = 4) -> str:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [
+        f"{k} is {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+        for k in own
+        if k in state and own[k].shape != state[k].shape
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts)

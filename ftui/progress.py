@@ -1,0 +1,81 @@
+"""Training events rendered as a rich progress bar, for the headless CLI."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .engine import events as ev
+
+
+def _fmt_params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+class ProgressPrinter:
+    """An ``on_event`` callback: a live bar for steps, one line per epoch and checkpoint."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  {task.fields[ips]} img/s"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+        self.epochs = 0
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler:
+            handler(event)
+
+    def _on_RunStarted(self, e: ev.RunStarted) -> None:
+        self.epochs = e.epochs
+        share = 100 * e.trainable_params / max(e.total_params, 1)
+        self.console.print(
+            f"[bold]{e.experiment}[/] on {e.device}: {e.train_images} train / {e.test_images} test images, "
+            f"{_fmt_params(e.trainable_params)} of {_fmt_params(e.total_params)} parameters train ({share:.1f}%): "
+            f"{', '.join(e.trainable_units)}"
+        )
+        self.console.print(f"run folder: {e.run_dir}")
+        total = (e.epochs - e.start_epoch) * e.steps_per_epoch
+        self.steps_per_epoch = e.steps_per_epoch
+        self.first_step = e.start_epoch * e.steps_per_epoch
+        self.task = self.progress.add_task(f"epoch {e.start_epoch + 1}/{e.epochs}", total=total, loss="-", ips="-")
+
+    def _on_Step(self, e: ev.Step) -> None:
+        self.progress.update(
+            self.task,
+            completed=e.global_step + 1 - self.first_step,
+            description=f"epoch {e.epoch + 1}/{self.epochs}",
+            loss=f"{sum(e.losses) / len(e.losses):.3f}",
+            ips=f"{e.images_per_sec:.0f}",
+        )
+
+    def _on_EpochEnd(self, e: ev.EpochEnd) -> None:
+        self.console.print(
+            f"epoch {e.epoch + 1}/{self.epochs}: test accuracy [bold]{e.test_acc:.2f}%[/]  "
+            f"test loss {e.test_loss:.4f}  train loss {e.train_loss:.4f}  "
+            f"{e.images_per_sec:.0f} img/s  {e.seconds:.1f}s"
+        )
+
+    def _on_CheckpointSaved(self, e: ev.CheckpointSaved) -> None:
+        if e.kind == "best":
+            self.console.print(f"  best so far saved: {e.path}", style="dim")
+
+    def _on_RunWarning(self, e: ev.RunWarning) -> None:
+        self.console.print(f"warning: {e.message}", style="yellow")
