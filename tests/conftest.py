@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny, fast, offline experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A real but tiny setup: ResNet18 with the CIFAR stem on 16x16 crops of the
+# embedded CIFAR-10 sample, 2 steps of 8 images per epoch, 32 test images.
+TINY = {
+    "name": "tiny",
+    "model": "resnet18",
+    "weights": "none",
+    "dataset": "cifar10-sample",
+    "input_size": 16,
+    "cifar_stem": True,
+    "trainable": "all",
+    "lr": 0.05,
+    "epochs": 2,
+    "batch_size": 8,
+    "max_steps_per_epoch": 2,
+    "max_test_images": 32,
+    "device": "cpu",
+    "seed": 1,
+}
+
+
+@pytest.fixture
+def make_exp():
+    """Build a validated Experiment from TINY plus overrides."""
+    from ftui.engine.catalog import experiment_from_dict
+
+    def make(**overrides):
+        return experiment_from_dict({**TINY, **overrides}, where="test")
+
+    return make
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    return tmp_path / "checkpoints"
+
+
+@pytest.fixture
+def tiny_catalog(tmp_path: Path) -> Path:
+    """A catalog file with one tiny experiment, written as a person would."""
+    path = tmp_path / "experiments.toml"
+    lines = ["# a tiny catalog for tests", "[defaults]", 'device = "cpu"', "", "[[experiment]]"]
+    for key, value in TINY.items():
+        if key == "device":
+            continue
+        lines.append(f"{key} = {value!r}".replace("True", "true").replace("'", '"'))
+    path.write_text("\n".join(lines) + "\n")
+    return path

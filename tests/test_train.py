@@ -1,0 +1,173 @@
+"""Real tiny training runs through the one training function."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ftui.engine import events as ev
+from ftui.engine.runs import RunFolder
+from ftui.engine.train import resume, train
+
+
+class Recorder(list):
+    """An on_event callback that keeps every event, optionally acting on some."""
+
+    def __init__(self, act=None):
+        super().__init__()
+        self.act = act
+
+    def __call__(self, event):
+        self.append(event)
+        if self.act:
+            self.act(event)
+
+    def of(self, kind):
+        return [e for e in self if isinstance(e, kind)]
+
+
+def test_tiny_run_finishes_with_events_metrics_and_checkpoints(make_exp, runs_root):
+    events = Recorder()
+    result = train(make_exp(), events, threading.Event(), runs_root=runs_root)
+    assert result.status == "finished", result.reason
+    assert [type(e) for e in (events[0], events[-1])] == [ev.RunStarted, ev.Finished]
+    started = events.of(ev.RunStarted)[0]
+    assert started.trainable_params == started.total_params > 11_000_000
+    assert started.steps_per_epoch == 2 and started.test_images == 32
+    ends = events.of(ev.EpochEnd)
+    assert [e.epoch for e in ends] == [0, 1]
+    assert all(0 <= e.test_acc <= 100 and e.test_loss > 0 for e in ends)
+    steps = [loss for e in events.of(ev.Step) for loss in e.losses]
+    assert len(steps) == 4  # every step's loss is reported exactly once
+    saved = events.of(ev.CheckpointSaved)
+    assert {s.kind for s in saved} >= {"last", "best"}
+
+    folder = RunFolder(result.run_dir)
+    assert folder.read_status()["state"] == "finished"
+    assert folder.read_experiment()["name"] == "tiny"
+    records = folder.read_metrics()
+    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [0, 1]
+    assert sum(len(r["losses"]) for r in records if r["type"] == "steps") == 4
+    for name in ("last.safetensors", "best.safetensors", "resume.safetensors"):
+        assert (result.run_dir / name).is_file()
+    assert result.best_acc == max(e.test_acc for e in ends)
+
+
+def test_frozen_units_do_not_change(make_exp, runs_root):
+    exp = make_exp(trainable=["layer3", "fc"], frozen_bn="freeze", epochs=1)
+    from ftui.engine.models import build_model
+
+    torch.manual_seed(exp.seed)
+    initial = build_model(exp, 10).state_dict()
+    result = train(exp, runs_root=runs_root)
+    final = load_file(result.run_dir / "last.safetensors")
+    for name, tensor in final.items():
+        changed = not torch.equal(tensor, initial[name])
+        trains = name.startswith(("layer3.", "fc."))
+        if name.endswith("num_batches_tracked"):
+            continue
+        assert changed == trains, name
+
+
+def test_stop_before_the_first_step_keeps_nothing_and_says_stopped(make_exp, runs_root):
+    stop = threading.Event()
+    events = Recorder(lambda e: stop.set() if isinstance(e, ev.RunStarted) else None)
+    result = train(make_exp(), events, stop, runs_root=runs_root)
+    assert result.status == "stopped" and result.epochs_done == 0
+    assert not events.of(ev.Step)
+    assert events.of(ev.Stopped)[0].last_checkpoint is None
+    assert RunFolder(result.run_dir).read_status()["state"] == "stopped"
+
+
+def test_stop_mid_run_keeps_the_last_good_checkpoint(make_exp, runs_root):
+    stop = threading.Event()
+    events = Recorder(lambda e: stop.set() if isinstance(e, ev.Step) and e.epoch == 1 else None)
+    result = train(make_exp(epochs=3, max_steps_per_epoch=4), events, stop, runs_root=runs_root)
+    assert result.status == "stopped" and result.epochs_done == 1
+    last_step = events.of(ev.Step)[-1]
+    assert last_step.epoch == 1  # nothing ran after the step that saw the stop, beyond that one step
+    stopped = events.of(ev.Stopped)[0]
+    assert stopped.last_checkpoint == result.run_dir / "last.safetensors"
+    status = RunFolder(result.run_dir).read_status()
+    assert status["state"] == "stopped" and status["epochs_done"] == 1 and "stopped" in status["reason"]
+
+
+def test_nan_loss_fails_the_run_with_a_reason(make_exp, runs_root):
+    import dataclasses
+
+    exp = dataclasses.replace(make_exp(), lr=1e30)  # beyond what the catalog allows, as a buggy caller might
+    events = Recorder()
+    result = train(exp, events, runs_root=runs_root)
+    assert result.status == "failed"
+    assert "nan" in result.reason.lower() or "inf" in result.reason.lower()
+    assert "learning rate" in result.reason
+    assert events.of(ev.Failed)[0].reason == result.reason
+    assert RunFolder(result.run_dir).read_status()["state"] == "failed"
+
+
+def test_setup_errors_fail_before_a_run_folder_exists(make_exp, runs_root, tmp_path):
+    events = Recorder()
+    result = train(make_exp(dataset="imagefolder", data_dir=str(tmp_path / "missing")), events, runs_root=runs_root)
+    assert result.status == "failed" and result.run_dir is None
+    assert "missing" in result.reason
+    assert events.of(ev.Failed)[0].run_dir is None
+    assert not runs_root.exists() or not any(runs_root.iterdir())
+
+
+def test_batch_larger_than_dataset_is_explained(make_exp, runs_root):
+    result = train(make_exp(batch_size=60000), runs_root=runs_root)
+    assert result.status == "failed" and "batch_size" in result.reason
+
+
+def test_a_failing_callback_does_not_stop_training(make_exp, runs_root):
+    def broken(event):
+        raise RuntimeError("the UI went away")
+
+    assert train(make_exp(epochs=1), broken, runs_root=runs_root).status == "finished"
+
+
+def test_resume_ends_exactly_like_an_uninterrupted_run(make_exp, runs_root):
+    exp = make_exp(epochs=3, optimizer="adamw", lr=1e-3, rotation=10, crop_padding=2)
+    full = train(exp, runs_root=runs_root / "full")
+    assert full.status == "finished"
+
+    stop = threading.Event()
+    first = train(exp, Recorder(lambda e: stop.set() if isinstance(e, ev.EpochEnd) and e.epoch == 0 else None),
+                  stop, runs_root=runs_root / "interrupted")
+    assert first.status == "stopped" and first.epochs_done == 1
+    events = Recorder()
+    resumed = resume(first.run_dir, events)
+    assert resumed.status == "finished", resumed.reason
+    assert events.of(ev.RunStarted)[0].start_epoch == 1
+
+    a = load_file(full.run_dir / "last.safetensors")
+    b = load_file(resumed.run_dir / "last.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+    epochs = lambda r: [(m["epoch"], m["test_acc"], m["test_loss"], m["train_loss"])
+                        for m in RunFolder(r.run_dir).read_metrics() if m["type"] == "epoch"]
+    assert epochs(full) == epochs(resumed)
+
+
+def test_resume_refuses_a_finished_run(make_exp, runs_root):
+    done = train(make_exp(epochs=1), runs_root=runs_root)
+    result = resume(done.run_dir)
+    assert result.status == "failed" and "nothing to resume" in result.reason
+    assert RunFolder(done.run_dir).read_status()["state"] == "finished"
+
+
+def test_resume_without_any_checkpoint_says_start_again(make_exp, runs_root):
+    stop = threading.Event()
+    stop.set()
+    stopped = train(make_exp(), stop=stop, runs_root=runs_root)
+    result = resume(stopped.run_dir)
+    assert result.status == "failed" and "ftui run tiny" in result.reason
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    result = resume(tmp_path)
+    assert result.status == "failed" and "not an ftui run folder" in result.reason
