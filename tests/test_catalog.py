@@ -71,7 +71,7 @@ def test_shipped_all_resolves_to_the_model_units(shipped):
 def test_shipped_quickstart_runs_offline(shipped):
     quick = shipped.get("quickstart")
     assert quick.dataset == "cifar10-sample" and quick.weights == "none"
-    assert quick.cifar_stem is True and quick.epochs == 3
+    assert quick.device == "auto" and quick.trainable == RESNET18_UNITS
 
 
 def test_get_unknown_name_suggests(shipped):

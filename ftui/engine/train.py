@@ -219,6 +219,8 @@ class _Loop:
         self.metrics = MetricsLog(folder.file(METRICS))
         self.losses = torch.zeros(setup.steps_per_epoch, device=setup.device)
         self.started = time.monotonic()
+        # A resumed run's duration includes the time it ran before it was stopped.
+        self.prior_seconds = folder.read_status().get("seconds") or 0.0 if start_epoch else 0.0
 
     # -- the run -----------------------------------------------------------
 
@@ -352,7 +354,7 @@ class _Loop:
         return ev.RunResult(status, self.folder.path, self.best_acc, final, self.epochs_done, reason, self.history)
 
     def _close_status(self, state: str, reason: str = "") -> None:
-        seconds = round(time.monotonic() - self.started, 1)
+        seconds = round(self.prior_seconds + time.monotonic() - self.started, 1)
         self.metrics.write({"type": state, "time": now_iso(), "reason": reason, "epochs_done": self.epochs_done})
         self.folder.write_status(state, ended_at=now_iso(), reason=reason, epochs_done=self.epochs_done,
                                  best_acc=self.best_acc, seconds=seconds)
