@@ -42,24 +42,30 @@ def _catalog(path: str):
 
 
 def _short_units(trainable: tuple[str, ...], all_units: tuple[str, ...]) -> str:
-    if set(trainable) == set(all_units):
+    """'all', 'all but bn1', or the list: whichever is shorter to read."""
+    frozen = [u for u in all_units if u not in trainable]
+    if not frozen:
         return "all"
-    return ",".join(trainable)
+    return min(",".join(trainable), "all but " + ",".join(frozen), key=len)
 
 
 def cmd_list(args) -> int:
     from .engine.models import describe
 
     catalog = _catalog(args.catalog)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("name", "model", "input", "trains", "epochs", "report", "description"):
-        table.add_column(col, no_wrap=col != "description", justify="right" if col in ("epochs", "report") else "left")
+    rows = [("name", "model", "input", "stem", "trains", "epochs", "report", "description")]
     for exp in catalog.experiments:
         units = describe(exp.model, exp.cifar_stem).unit_names
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
-        size = f"{exp.input_size}" + (" cifar" if exp.cifar_stem else "")
-        table.add_row(exp.name, exp.model, size, _short_units(exp.trainable, units), str(exp.epochs), ref, exp.description)
-    out.print(table)
+        rows.append((exp.name, exp.model, str(exp.input_size), "cifar" if exp.cifar_stem else "",
+                     _short_units(exp.trainable, units), str(exp.epochs), ref, exp.description))
+    # Key columns at full width; the description gets what is left and is cut: a line per experiment.
+    widths = [max(len(r[i]) for r in rows) for i in range(7)]
+    for n, row in enumerate(rows):
+        cells = [c.rjust(w) if i in (2, 5, 6) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        line = "  ".join(cells + [row[7]])
+        out.print(line if len(line) <= out.width else line[: out.width - 1] + "…",
+                  style="bold" if n == 0 else None, markup=False, soft_wrap=True)
     return 0
 
 

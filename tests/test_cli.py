@@ -85,3 +85,35 @@ def test_corrupt_checkpoint_in_the_cli(tmp_path):
     path.write_bytes(b"\x00" * 100)
     proc = ftui("inspect", str(path), cwd=tmp_path)
     assert proc.returncode == 2 and "broken.safetensors" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_arguments_says_the_tui_is_not_built_yet(capsys):
+    assert main([]) == 0
+    assert "not built yet" in capsys.readouterr().out
+
+
+def test_ctrl_c_stops_a_cli_run_cleanly(tiny_catalog, tmp_path):
+    import json
+    import signal
+    import time
+
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftui", "run", "tiny", "--catalog", str(tiny_catalog), "--epochs", "50"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output = []
+    for line in proc.stdout:  # wait until the first epoch has been checkpointed
+        output.append(line)
+        if "epoch 1/50: test accuracy" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    text = "".join(output) + rest
+    assert proc.returncode == 130, text
+    assert "stopped" in text and "Traceback" not in text
+    run_dir = next((tmp_path / "checkpoints").iterdir())
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "stopped" and status["epochs_done"] >= 1
+    assert (run_dir / "last.safetensors").is_file()

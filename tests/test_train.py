@@ -182,3 +182,32 @@ def test_training_really_learns_on_real_images(make_exp, runs_root):
     assert result.status == "finished"
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert result.best_acc > 25, result.best_acc
+
+
+def test_out_of_memory_fails_with_a_hint(make_exp, runs_root, monkeypatch):
+    import ftui.engine.train as train_module
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", oom)
+    result = train(make_exp(), runs_root=runs_root)
+    assert result.status == "failed"
+    assert "Out of memory" in result.reason and "batch_size" in result.reason
+    assert RunFolder(result.run_dir).read_status()["state"] == "failed"
+
+
+def test_an_unexpected_error_is_recorded_then_raised(make_exp, runs_root, monkeypatch):
+    import ftui.engine.train as train_module
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", bug)
+    events = Recorder()
+    with pytest.raises(ZeroDivisionError):
+        train(make_exp(), events, runs_root=runs_root)
+    run_dir = next(runs_root.iterdir())
+    assert RunFolder(run_dir).read_status()["state"] == "failed"
+    assert "ZeroDivisionError" in (run_dir / "error.log").read_text()
+    assert "Internal error" in events.of(ev.Failed)[0].reason
