@@ -211,3 +211,18 @@ def test_an_unexpected_error_is_recorded_then_raised(make_exp, runs_root, monkey
     assert RunFolder(run_dir).read_status()["state"] == "failed"
     assert "ZeroDivisionError" in (run_dir / "error.log").read_text()
     assert "Internal error" in events.of(ev.Failed)[0].reason
+
+
+@pytest.mark.parametrize(
+    "model,size,trainable",
+    [("vgg16", 32, ["block5", "classifier"]), ("vit_b_16", 224, ["encoder_layer_11", "ln", "heads"])],
+)
+def test_vgg16_and_vit_b_16_train_through_the_same_function(make_exp, runs_root, model, size, trainable):
+    exp = make_exp(model=model, input_size=size, cifar_stem=False, trainable=trainable, batch_size=2,
+                   max_steps_per_epoch=1, max_test_images=2, epochs=1, crop_padding=0, rotation=10)
+    events = Recorder()
+    result = train(exp, events, runs_root=runs_root)
+    assert result.status == "finished", result.reason
+    started = events.of(ev.RunStarted)[0]
+    assert started.trainable_units == tuple(trainable)
+    assert 0 < started.trainable_params < started.total_params

@@ -155,8 +155,11 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         owner = {name: unit_of(units, name).name for name in table}
     except (FtuiError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: its experiment metadata does not describe a known model ({exc}).") from exc
+    # The file stores names sorted; show them in the model's unit order (conv1 before layer1 ...).
+    order = {u.name: i for i, u in enumerate(units)}
     tensors = tuple(
-        TensorInfo(name, shape, dtype, owner[name], owner[name] in trainable) for name, (shape, dtype) in table.items()
+        TensorInfo(name, shape, dtype, owner[name], owner[name] in trainable)
+        for name, (shape, dtype) in sorted(table.items(), key=lambda item: (order[owner[item[0]]], item[0]))
     )
     return CheckpointInfo(
         path=path,
