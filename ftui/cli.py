@@ -100,7 +100,7 @@ def _drive(start) -> int:
     else:
         err.print(f"[red]failed:[/] {escape(result.reason)}")
     if result.run_dir is not None:
-        out.print(f"run folder: {result.run_dir}")
+        out.print(f"run folder: {escape(str(result.run_dir))}")
     return {"finished": 0, "stopped": EXIT_STOPPED}.get(result.status, EXIT_FAILED)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .engine import events as ev
@@ -51,7 +52,9 @@ class ProgressPrinter:
             f"{_fmt_params(e.trainable_params)} of {_fmt_params(e.total_params)} parameters train ({share:.1f}%): "
             f"{', '.join(e.trainable_units)}"
         )
-        self.console.print(f"run folder: {e.run_dir}")
+        self.console.print(f"run folder: {escape(str(e.run_dir))}")
+        if e.start_epoch:
+            self.console.print(f"resuming at epoch {e.start_epoch + 1} of {e.epochs} from the last checkpoint")
         total = (e.epochs - e.start_epoch) * e.steps_per_epoch
         self.steps_per_epoch = e.steps_per_epoch
         self.first_step = e.start_epoch * e.steps_per_epoch
@@ -75,7 +78,7 @@ class ProgressPrinter:
 
     def _on_CheckpointSaved(self, e: ev.CheckpointSaved) -> None:
         if e.kind == "best":
-            self.console.print(f"  best so far saved: {e.path}", style="dim")
+            self.console.print(f"  best so far saved: {escape(str(e.path))}", style="dim")
 
     def _on_RunWarning(self, e: ev.RunWarning) -> None:
-        self.console.print(f"warning: {e.message}", style="yellow")
+        self.console.print(f"warning: {escape(e.message)}", style="yellow")
