@@ -95,10 +95,15 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
         tmp.unlink(missing_ok=True)
 
 
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as contiguous CPU tensors, ready for safetensors."""
+    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+
+
 def save_model_checkpoint(
-    path: Path, model: nn.Module, *, kind: str, epoch: int, experiment: Experiment, metrics: dict, classes: tuple[str, ...]
+    path: Path, tensors: dict[str, torch.Tensor], *, kind: str, epoch: int, experiment: Experiment, metrics: dict,
+    classes: tuple[str, ...],
 ) -> None:
-    tensors = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
         "kind": kind,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torchvision
 from torch import nn
-from torchvision.models import VGG, ResNet, VisionTransformer
+from torchvision.models import VGG, VisionTransformer
 
 from ..errors import ModelError, WeightsError
 from .experiment import Experiment

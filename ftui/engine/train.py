@@ -33,7 +33,7 @@ from ..errors import FtuiError, RunError
 from . import events as ev
 from .augment import Augment
 from .catalog import experiment_from_dict
-from .checkpoints import load_checkpoint_model, load_resume_state, read_checkpoint, save_model_checkpoint, save_resume_state
+from .checkpoints import cpu_state, load_checkpoint_model, load_resume_state, read_checkpoint, save_model_checkpoint, save_resume_state
 from .data import Dataset, load_dataset
 from .device import autocast, describe_device, is_out_of_memory, resolve_device, uses_channels_last
 from .evaluation import evaluate, test_augment
@@ -340,9 +340,10 @@ class _Loop:
         if self.best_acc is None or end.test_acc > self.best_acc:
             self.best_acc = end.test_acc
             kinds.append("best")
+        tensors = cpu_state(s.model)  # one device-to-host copy serves both files
         for kind in kinds:
             path = self.folder.file(LAST if kind == "last" else BEST)
-            save_model_checkpoint(path, s.model, kind=kind, epoch=epoch, experiment=s.exp, metrics=record, classes=s.data.classes)
+            save_model_checkpoint(path, tensors, kind=kind, epoch=epoch, experiment=s.exp, metrics=record, classes=s.data.classes)
             self.emit(ev.CheckpointSaved(path, kind, epoch, end.test_acc))
         self.epochs_done = epoch + 1
         self.folder.write_status("running", epochs_done=self.epochs_done, best_acc=self.best_acc, last_acc=end.test_acc)
