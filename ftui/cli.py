@@ -155,8 +155,45 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def run_tui(args) -> int:
+    """The workbench. If the terminal goes away (SIGHUP), the UI closes and a run in progress goes on to its end."""
+    from .tui.app import make_app
+
+    app = make_app(args.catalog, args.runs)
+
+    def terminal_gone(_signum, _frame):
+        app.exit()
+
+    def terminate(_signum, _frame):
+        app.controller.request_stop()
+        app.exit()
+
+    signal.signal(signal.SIGHUP, terminal_gone)
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        app.run()
+    finally:
+        if app.controller.busy:
+            where = f"; its run folder is {app.controller.run_dir}" if app.controller.run_dir else ""
+            _say(f"{app.controller.experiment} goes on training until it ends{where}. Ctrl-C stops it.")
+            app.controller.wait()
+    return 0
+
+
+def _say(message: str) -> None:
+    try:
+        err.print(message)
+    except Exception:
+        pass  # no terminal any more
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ftui", description="Fine-tune ImageNet-pretrained vision models from the terminal.")
+    p = argparse.ArgumentParser(
+        prog="ftui", description="Fine-tune ImageNet-pretrained vision models from the terminal. "
+        "With no command, ftui opens the terminal workbench."
+    )
+    p.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file for the workbench (default: ./experiments.toml)")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help="folder of run folders for the workbench (default: ./checkpoints)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     ls = sub.add_parser("list", help="list the experiments of the catalog")
@@ -196,12 +233,9 @@ def _crash_log() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        out.print("The ftui terminal workbench is not built yet. Meanwhile the command line does everything:\n")
-        parser.print_help()
-        return 0
+    func = args.func if args.command else run_tui
     try:
-        return args.func(args)
+        return func(args)
     except FtuiError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE

@@ -20,7 +20,7 @@ from ftui.engine.train import train
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     from ftui.engine.catalog import experiment_from_dict
-    from conftest import TINY
+    from tests.conftest import TINY
 
     exp = experiment_from_dict({**TINY, "trainable": ["conv1", "layer4", "fc"], "epochs": 1}, where="test")
     result = train(exp, runs_root=tmp_path_factory.mktemp("runs"))

@@ -87,11 +87,6 @@ def test_corrupt_checkpoint_in_the_cli(tmp_path):
     assert proc.returncode == 2 and "broken.safetensors" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_no_arguments_says_the_tui_is_not_built_yet(capsys):
-    assert main([]) == 0
-    assert "not built yet" in capsys.readouterr().out
-
-
 def test_ctrl_c_stops_a_cli_run_cleanly(tiny_catalog, tmp_path):
     import json
     import signal

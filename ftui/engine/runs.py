@@ -122,3 +122,100 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def process_alive(status: dict) -> bool:
+    """Is the process that wrote this status still running (on this machine)?"""
+    if status.get("host") != socket.gethostname() or status.get("pid") is None:
+        return False
+    if status["pid"] == os.getpid():
+        return True
+    try:
+        os.kill(int(status["pid"]), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line about a run, read from its folder."""
+
+    path: Path
+    experiment: str
+    state: str  # running, finished, stopped, failed, or interrupted (said running, but its process is gone)
+    reason: str
+    best_acc: float | None
+    epochs_done: int
+    epochs: int
+    seconds: float | None
+    started_at: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def summarize_run(path: Path) -> RunSummary:
+    folder = RunFolder(path)
+    status = folder.read_status()
+    state = status.get("state", "?")
+    reason = status.get("reason", "")
+    if state == "running" and not process_alive(status):
+        state, reason = "interrupted", "its process ended without closing the run (killed or crashed); resume it"
+    return RunSummary(
+        path=path,
+        experiment=folder.read_experiment().get("name", path.name),
+        state=state,
+        reason=reason,
+        best_acc=status.get("best_acc"),
+        epochs_done=int(status.get("epochs_done", 0)),
+        epochs=int(status.get("epochs", 0)),
+        seconds=status.get("seconds"),
+        started_at=status.get("started_at", ""),
+    )
+
+
+def list_runs(root: Path) -> list[RunSummary]:
+    """Every readable run folder under root, newest first; unreadable folders are skipped."""
+    if not root.is_dir():
+        return []
+    runs = []
+    for path in root.iterdir():
+        if path.is_dir() and (path / STATUS).exists():
+            try:
+                runs.append(summarize_run(path))
+            except RunError:
+                continue
+    return sorted(runs, key=lambda r: (r.started_at, r.name), reverse=True)
+
+
+class MetricsTail:
+    """Reads the records appended to metrics.jsonl since the last call.
+
+    A line still being written (no newline yet) is kept for the next call, so a
+    reader never sees half a record, whichever process writes the file.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records

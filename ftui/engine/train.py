@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import socket
 import threading
 import time
 import traceback
@@ -40,7 +38,7 @@ from .evaluation import evaluate, test_augment
 from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
 from .params import apply_trainable, count_params, frozen_batchnorms, make_optimizer, make_scheduler, param_groups, set_train_mode
-from .runs import BEST, EXPERIMENT, LAST, METRICS, RESUME, MetricsLog, RunFolder, create_run_dir, now_iso
+from .runs import BEST, EXPERIMENT, LAST, METRICS, RESUME, MetricsLog, RunFolder, create_run_dir, now_iso, process_alive
 
 REPORT_INTERVAL = 0.25  # seconds between step reports (and host syncs)
 
@@ -150,21 +148,11 @@ def train(
     return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=0, best_acc=None).run()
 
 
-def _process_alive(status: dict) -> bool:
-    if status.get("host") != socket.gethostname() or status.get("pid") in (None, os.getpid()):
-        return False
-    try:
-        os.kill(int(status["pid"]), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
     status = folder.read_status()
     if status.get("state") == "finished":
         raise RunError(f"{folder.path} already finished all {exp.epochs} epochs; there is nothing to resume.")
-    if status.get("state") == "running" and _process_alive(status):
+    if status.get("state") == "running" and process_alive(status):
         raise RunError(f"{folder.path} is still running in process {status['pid']}; stop it before resuming.")
     if not folder.file(LAST).exists() or not folder.file(RESUME).exists():
         raise RunError(
@@ -250,13 +238,16 @@ class _Loop:
     def _started(self) -> None:
         trainable, total = count_params(self.s.model)
         exp = self.s.exp
-        self.metrics.write({"type": "start", "time": now_iso(), "start_epoch": self.start_epoch, "device": str(self.s.device)})
-        self.emit(ev.RunStarted(
+        started = ev.RunStarted(
             run_dir=self.folder.path, experiment=exp.name, device=describe_device(self.s.device),
             trainable_params=trainable, total_params=total, trainable_units=exp.trainable, epochs=exp.epochs,
             start_epoch=self.start_epoch, steps_per_epoch=self.s.steps_per_epoch, batch_size=exp.batch_size,
             train_images=len(self.s.data.train_images), test_images=len(self.s.data.test_images),
-        ))
+        )
+        # The same facts go to the log, so a viewer of the run folder alone (another ftui) knows them.
+        record = {**dataclasses.asdict(started), "run_dir": str(self.folder.path), "trainable_units": list(exp.trainable)}
+        self.metrics.write({"type": "start", "time": now_iso(), **record})
+        self.emit(started)
 
     # -- one epoch -----------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The Textual workbench. Nothing in ftui.engine imports from here."""

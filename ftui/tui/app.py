@@ -1,0 +1,144 @@
+"""The ftui application: owns the catalog, the runs folder and the one run controller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+
+from ..engine.catalog import Catalog, load_catalog
+from ..engine.experiment import Experiment
+from ..engine.runs import RunFolder, list_runs
+from ..errors import FtuiError
+from .run_controller import RunController
+from .screens.confirm import ConfirmScreen
+
+
+class FtuiApp(App):
+    TITLE = "ftui"
+    SUB_TITLE = "fine-tune ImageNet-pretrained vision models"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+
+    def __init__(self, catalog_path: Path, runs_root: Path):
+        super().__init__()
+        self.catalog_path = Path(catalog_path)
+        self.runs_root = Path(runs_root)
+        self.controller = RunController(self.runs_root)
+        self.catalog: Catalog | None = None
+        self.catalog_error: str | None = None
+        self.queued: Experiment | None = None
+        self.reload_catalog()
+
+    # -- catalog -------------------------------------------------------------
+
+    def reload_catalog(self) -> None:
+        try:
+            self.catalog, self.catalog_error = load_catalog(self.catalog_path), None
+        except FtuiError as exc:
+            self.catalog, self.catalog_error = None, str(exc)
+
+    def on_mount(self) -> None:
+        from .screens.catalog import CatalogScreen
+
+        self.push_screen(CatalogScreen())
+        self.set_interval(0.5, self._start_queued)
+
+    # -- runs ----------------------------------------------------------------
+
+    def launch(self, exp: Experiment) -> None:
+        """Start a run, unless the device is taken: then ask to queue it (never fight for it)."""
+        if self.controller.busy:
+            question = (f"{self.controller.experiment} is training. Queue {exp.name} to start when it ends?")
+            self.push_screen(ConfirmScreen(question, "Queue", "Cancel"), lambda ok: self._queue(exp) if ok else None)
+            return
+        elsewhere = [r for r in list_runs(self.runs_root) if r.state == "running"]
+        if elsewhere:
+            question = (f"Another ftui process is training {elsewhere[0].experiment} ({elsewhere[0].name}) "
+                        f"on this machine. Start {exp.name} anyway and share the device?")
+            self.push_screen(ConfirmScreen(question, "Start anyway", "Cancel"),
+                             lambda ok: self._start(exp) if ok else None)
+            return
+        self._start(exp)
+
+    def _queue(self, exp: Experiment) -> None:
+        self.queued = exp
+        self.notify(f"{exp.name} is queued; it starts when {self.controller.experiment} ends.")
+
+    def _start_queued(self) -> None:
+        if self.queued is not None and not self.controller.busy:
+            exp, self.queued = self.queued, None
+            self._start(exp)
+
+    def _start(self, exp: Experiment) -> None:
+        from .screens.run import RunScreen
+
+        self.controller.start(exp)
+        self.push_screen(RunScreen(live=True))
+
+    def resume_run(self, path: Path) -> None:
+        from .screens.run import RunScreen
+
+        if self.controller.busy:
+            self.notify(f"{self.controller.experiment} is training; resume when it ends.", severity="warning")
+            return
+        exp = RunFolder(path).read_experiment()
+        self.controller.resume(path, exp.get("name", path.name), exp.get("device", "auto"))
+        self.push_screen(RunScreen(live=True))
+
+    def open_run(self, path: Path) -> None:
+        """The curves of any run folder: live if it is still going, here or in another process."""
+        from .screens.run import RunScreen
+
+        self.push_screen(RunScreen(run_dir=path))
+
+    def open_live_run(self) -> None:
+        from .screens.run import RunScreen
+
+        if self.controller.busy or self.controller.run_dir:
+            self.push_screen(RunScreen(live=True))
+        else:
+            self.notify("No run has been started in this session.")
+
+    def open_runs(self) -> None:
+        from .screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
+    def open_results(self) -> None:
+        from .screens.results import ResultsScreen
+
+        self.push_screen(ResultsScreen())
+
+    # -- leaving -------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        if not self.controller.busy:
+            self.exit()
+            return
+        question = (f"{self.controller.experiment} is still training. Stop it (its last completed epoch "
+                    "stays saved, ready to resume) and quit?")
+        self.push_screen(ConfirmScreen(question, "Stop and quit", "Keep training"), self._stop_and_quit)
+
+    def _stop_and_quit(self, ok: bool) -> None:
+        if ok:
+            self.controller.request_stop()
+            self.exit()
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Runs and checkpoints", "All runs on disk, their checkpoints and curves", self.open_runs)
+        yield SystemCommand("Results", "The report's Table 1 beside ftui's measured accuracies", self.open_results)
+        yield SystemCommand("Live run", "The run started in this session", self.open_live_run)
+        yield SystemCommand("Reload catalog", f"Read {self.catalog_path} again", self._reload_and_refresh)
+
+    def _reload_and_refresh(self) -> None:
+        self.reload_catalog()
+        refresh = getattr(self.screen, "refresh_catalog", None)
+        if refresh:
+            refresh()
+
+
+def make_app(catalog_path: Path | str = "experiments.toml", runs_root: Path | str = "checkpoints") -> FtuiApp:
+    """One factory for the CLI and the tests."""
+    return FtuiApp(Path(catalog_path), Path(runs_root))

@@ -1,0 +1,78 @@
+"""The bridge between the engine's training function and the UI.
+
+The training thread is a plain non-daemon thread, not a Textual worker: a run
+must outlive the screen that started it, and the app itself (if the terminal
+goes away, training goes on to its end). Events go into a deque, which never
+blocks the training thread; screens read the run folder (the single source of
+truth) a few times a second, so a run started here and a run started by
+another ftui process look the same.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from pathlib import Path
+
+import torch
+
+from ..engine import events as ev
+from ..engine.experiment import Experiment
+from ..engine.train import resume, train
+
+
+class RunController:
+    """At most one run at a time in this process; the screens ask it, never the thread."""
+
+    def __init__(self, runs_root: Path):
+        self.runs_root = runs_root
+        self.thread: threading.Thread | None = None
+        self.stop_event = threading.Event()
+        self.events: deque[ev.Event] = deque(maxlen=10_000)
+        self.run_dir: Path | None = None
+        self.experiment: str = ""
+        self.failure: str | None = None
+        self.result: ev.RunResult | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, exp: Experiment) -> None:
+        self._launch(exp.name, lambda: train(exp, self._on_event, self.stop_event, runs_root=self.runs_root), exp.device)
+
+    def resume(self, run_dir: Path, experiment: str, device: str) -> None:
+        self._launch(experiment, lambda: resume(run_dir, self._on_event, self.stop_event), device)
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _launch(self, experiment: str, run, device: str) -> None:
+        if self.busy:
+            raise RuntimeError("a run is already in progress")
+        self.stop_event = threading.Event()
+        self.events.clear()
+        self.run_dir, self.failure, self.result, self.experiment = None, None, None, experiment
+        if device in ("auto", "cpu") and not torch.cuda.is_available():
+            # Leave a core to the UI: with every core computing, keys answer late.
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        self.thread = threading.Thread(target=self._run, args=(run,), name="ftui-train", daemon=False)
+        self.thread.start()
+
+    def _run(self, run) -> None:
+        try:
+            self.result = run()
+        except Exception as exc:  # the engine has already marked the run failed and logged the traceback
+            self.failure = f"Internal error: {exc!r}"
+
+    def _on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self.run_dir = event.run_dir
+        elif isinstance(event, ev.Failed):
+            self.failure = event.reason
+        self.events.append(event)

@@ -1,0 +1,215 @@
+"""A run, live or finished: progress, curves and its event log, all read from its folder.
+
+The screen never talks to the training thread: it tails metrics.jsonl four
+times a second. So a run started here, one going in another ftui process and
+one that ended long ago are shown by the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
+
+from ...engine.history import RunHistory
+from ...engine.runs import METRICS, MetricsTail, RunFolder, process_alive
+from ..plots import AccuracyPlot, LossPlot
+from .confirm import ConfirmScreen
+
+REFRESH_SECONDS = 0.25
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+class RunScreen(Screen):
+    DEFAULT_CSS = """
+    RunScreen #title { height: 1; padding: 0 1; text-style: bold; }
+    RunScreen ProgressBar { height: 1; padding: 0 1; }
+    RunScreen ProgressBar Bar { width: 1fr; }
+    RunScreen #progress-text { height: 1; padding: 0 1; }
+    RunScreen #plots { height: 1fr; min-height: 8; }
+    RunScreen LossPlot, RunScreen AccuracyPlot { width: 1fr; }
+    RunScreen RichLog { height: 5; border-top: solid $primary; }
+    """
+    BINDINGS = [
+        Binding("s", "stop", "Stop run"),
+        Binding("escape", "back", "Back"),
+        Binding("r", "runs", "Runs"),
+    ]
+
+    def __init__(self, run_dir: Path | None = None, live: bool = False):
+        super().__init__()
+        self.live = live  # follows the app's run controller (the run started in this session)
+        self.run_dir = run_dir
+        self.history = RunHistory()
+        self.tail: MetricsTail | None = None
+        self.logged_epochs = 0
+        self.shown_end = False
+        self.redraws = 0  # plot redraws, for responsiveness measurements
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("starting…", id="title", markup=False)
+        yield ProgressBar(total=None, show_eta=False, show_percentage=True)
+        yield Label("", id="progress-text", markup=False)
+        with Horizontal(id="plots"):
+            yield LossPlot()
+            yield AccuracyPlot()
+        yield RichLog(wrap=True, markup=False, max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._poll()
+        self.set_interval(REFRESH_SECONDS, self._poll)
+
+    # -- reading the run folder ----------------------------------------------
+
+    def _poll(self) -> None:
+        if self.tail is None and not self._find_run_folder():
+            return
+        records = self.tail.read()
+        if records:
+            self.history.feed(records)
+            self._log_records(records)
+            self.query_one(LossPlot).show(self.history)
+            self.query_one(AccuracyPlot).show(self.history)
+            self.redraws += 1
+        self._show_progress()
+
+    def _find_run_folder(self) -> bool:
+        """Find the run folder; a live run only has one once its set-up has succeeded."""
+        controller = self.app.controller
+        if self.live and self.run_dir is None:
+            self.run_dir = controller.run_dir
+            if self.run_dir is None:
+                if controller.failure and not self.shown_end:
+                    self.shown_end = True
+                    self.query_one("#title", Label).update(f"{controller.experiment}: could not start")
+                    self.query_one(RichLog).write(f"failed: {controller.failure}")
+                    self.notify(controller.failure, severity="error", timeout=10)
+                return False
+        self.tail = MetricsTail(self.run_dir / METRICS)
+        return True
+
+    def _log_records(self, records: list[dict]) -> None:
+        log = self.query_one(RichLog)
+        for r in records:
+            kind = r.get("type")
+            if kind == "start":
+                what = "resumed at epoch " + str(r["start_epoch"] + 1) if r.get("start_epoch") else "started"
+                log.write(f"{r.get('time', '')[11:19]}  {what} on {r.get('device')}: {r.get('train_images')} train / "
+                          f"{r.get('test_images')} test images, batch {r.get('batch_size')}")
+            elif kind == "epoch":
+                best = r["test_acc"] >= (self.history.best_acc or 0)
+                log.write(f"epoch {r['epoch'] + 1}: test acc {r['test_acc']:.2f}%  test loss {r['test_loss']:.4f}  "
+                          f"train loss {r['train_loss']:.4f}  {r['seconds']:.1f}s — saved last"
+                          + (" and best" if best else ""))
+            elif kind in ("finished", "stopped", "failed"):
+                log.write(f"{kind}" + (f": {r['reason']}" if r.get("reason") else ""))
+                if kind == "failed":
+                    self.notify(r.get("reason", "failed"), severity="error", timeout=10)
+
+    # -- progress line ---------------------------------------------------------
+
+    def _show_progress(self) -> None:
+        h, start = self.history, self.history.start
+        if not start:
+            return
+        spe, epochs = h.steps_per_epoch, h.total_epochs
+        self.query_one("#title", Label).update(
+            f"{start.get('experiment')} · {start.get('device')} · {_params(start.get('trainable_params', 0))} of "
+            f"{_params(start.get('total_params', 0))} parameters train · {self._state()}"
+        )
+        done = (h.global_step + 1) if h.global_step >= 0 else start.get("start_epoch", 0) * spe
+        if h.state == "finished":
+            done = epochs * spe
+        self.query_one(ProgressBar).update(total=max(epochs * spe, 1), progress=done)
+        self.query_one("#progress-text", Label).update(self._progress_text(done))
+
+    def _state(self) -> str:
+        state = self.history.state
+        if state == "running" and self.run_dir is not None:
+            alive = process_alive(RunFolder(self.run_dir).read_status()) if (self.run_dir / "status.json").exists() else True
+            return "running" if alive else "interrupted (its process is gone; resume it from Runs)"
+        return state
+
+    def _progress_text(self, done: int) -> str:
+        h = self.history
+        spe, epochs, batch = h.steps_per_epoch, h.total_epochs, h.start.get("batch_size", 0)
+        elapsed = self._elapsed()
+        parts = [f"epoch {min(h.epoch + 1, epochs)}/{epochs}", f"step {h.step + 1}/{spe}"]
+        if h.state == "running" and h.images_per_sec:
+            remaining = max(epochs * spe - done, 0) * batch / h.images_per_sec
+            parts += [f"{h.images_per_sec:.0f} img/s", f"elapsed {_clock(elapsed)}", f"ETA {_clock(remaining)}"]
+        else:
+            parts += [f"best {h.best_acc:.2f}%" if h.best_acc is not None else "no epoch completed"]
+        memory = self._gpu_memory()
+        return " · ".join(parts + ([memory] if memory else []))
+
+    def _elapsed(self) -> float | None:
+        stamp = self.history.start.get("time")
+        try:
+            return time.time() - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        except (TypeError, ValueError):
+            return None
+
+    def _gpu_memory(self) -> str:
+        # Only this process's own run can be measured from here.
+        if not (self.live and torch.cuda.is_available() and str(self.history.start.get("device", "")).startswith("cuda")):
+            return ""
+        return f"GPU mem {torch.cuda.memory_allocated() / 2**30:.1f} GiB"
+
+    # -- actions -----------------------------------------------------------------
+
+    def _is_ours(self) -> bool:
+        controller = self.app.controller
+        return controller.busy and (self.live or (self.run_dir is not None and controller.run_dir == self.run_dir))
+
+    def action_stop(self) -> None:
+        if self._is_ours():
+            question = "Stop this run? It stops within one step; the last completed epoch's checkpoint stays, ready to resume."
+            self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop)
+        elif self.history.state == "running" and self._other_process() is not None:
+            question = f"This run belongs to process {self._other_process()}. Ask it to stop (SIGTERM)?"
+            self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop_other)
+        else:
+            self.notify("This run is not running.")
+
+    def _stop(self, ok: bool) -> None:
+        if ok:
+            self.app.controller.request_stop()
+            self.query_one(RichLog).write("stopping after the current step…")
+
+    def _other_process(self) -> int | None:
+        status = RunFolder(self.run_dir).read_status()
+        return int(status["pid"]) if process_alive(status) and status.get("pid") != os.getpid() else None
+
+    def _stop_other(self, ok: bool) -> None:
+        pid = self._other_process()
+        if ok and pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            self.query_one(RichLog).write(f"asked process {pid} to stop")
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_runs(self) -> None:
+        self.app.open_runs()

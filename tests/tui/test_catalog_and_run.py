@@ -1,0 +1,151 @@
+"""The catalog screen and the run screen, driven for real with the Pilot."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from textual.widgets import DataTable, RichLog, Static
+
+from ftui.tui.app import make_app
+from ftui.tui.screens.catalog import CatalogScreen
+from ftui.tui.screens.confirm import ConfirmScreen
+from ftui.tui.screens.run import RunScreen
+
+
+def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3) -> Path:
+    """A run folder written by hand, so screens that show it are the same every time."""
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "experiment.json").write_text(json.dumps({"name": "tiny", "model": "resnet18", "device": "cpu"}))
+    accs = [31.5, 42.25, 47.0][:epochs]
+    status = {"state": state, "reason": "", "started_at": "2026-01-01T00:00:00+0000", "epochs": 3,
+              "epochs_done": len(accs), "best_acc": max(accs), "seconds": 125.0, "pid": 999999, "host": "elsewhere"}
+    (path / "status.json").write_text(json.dumps(status))
+    records = [{"type": "start", "time": "2026-01-01T00:00:00+0000", "experiment": "tiny", "device": "cpu",
+                "trainable_params": 11_173_962, "total_params": 11_173_962, "epochs": 3, "start_epoch": 0,
+                "steps_per_epoch": 4, "batch_size": 128, "train_images": 512, "test_images": 256}]
+    loss = 2.4
+    for e, acc in enumerate(accs):
+        for s in range(4):
+            records.append({"type": "steps", "epoch": e, "step": s, "global_step": e * 4 + s,
+                            "losses": [loss], "lr": 0.05, "images_per_sec": 200.0})
+            loss *= 0.93
+        records.append({"type": "epoch", "epoch": e, "train_loss": loss + 0.1, "test_loss": loss + 0.2,
+                        "test_acc": acc, "lr": 0.05, "seconds": 40.0, "images_per_sec": 200.0})
+    records.append({"type": state, "time": "2026-01-01T00:02:05+0000", "reason": "", "epochs_done": len(accs)})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+async def test_catalog_lists_experiments_with_measured_accuracy(app, tui_runs):
+    fake_run(tui_runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, CatalogScreen)
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 2
+        tiny = [str(c) for c in table.get_row("tiny")]
+        assert tiny[0] == "tiny" and tiny[-1] == "47.0"
+        assert [str(c) for c in table.get_row("tiny-fc")][-2:] == ["80.9", "-"]
+        await pilot.press("down")
+        assert "only the head trains" in str(app.screen.query_one("#description", Static).render())
+
+
+async def test_a_broken_catalog_is_a_message_on_screen(tui_catalog, tui_runs):
+    tui_catalog.write_text('[[experiment]]\nname = "x"\nepochs = "many"\n')
+    app = make_app(tui_catalog, tui_runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        error = app.screen.query_one("#error", Static)
+        assert error.display and "epochs" in str(error.render()) and "many" in str(error.render())
+        tui_catalog.write_text('[[experiment]]\nname = "x"\nepochs = 2\n')
+        await pilot.press("f5")
+        assert app.screen.query_one(DataTable).row_count == 1
+
+
+async def test_launch_a_tiny_run_and_watch_it_finish(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")  # launch "tiny" as it is
+        assert isinstance(app.screen, RunScreen)
+        app.controller.wait(120)
+        await pilot.pause(0.6)  # the screen reads the run folder 4 times a second
+        screen = app.screen
+        assert app.controller.result.status == "finished"
+        assert len(screen.history.epochs) == 2 and screen.history.state == "finished"
+        assert len(screen.history.loss) == 4 and screen.redraws >= 1
+        log = "\n".join(str(line.text) for line in screen.query_one(RichLog).lines)
+        assert "epoch 2: test acc" in log and "finished" in log
+        assert "best" in str(screen.query_one("#progress-text").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, CatalogScreen)
+        assert str(app.screen.query_one(DataTable).get_row("tiny")[-1]) != "-"  # the measured accuracy appears
+
+
+async def test_stop_asks_then_stops_within_a_step(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.launch(dataclasses.replace(app.catalog.get("tiny-fc"), epochs=500))  # far longer than the test
+        await pilot.pause()
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        app.controller.wait(60)
+        assert app.controller.result.status == "stopped"
+        status = json.loads((app.controller.run_dir / "status.json").read_text())
+        assert status["state"] == "stopped" and status["epochs_done"] < 500
+
+
+async def test_a_second_launch_asks_to_queue(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.launch(dataclasses.replace(app.catalog.get("tiny-fc"), epochs=500))
+        await pilot.pause()
+        await pilot.press("escape")  # back to the catalog while it trains
+        await pilot.press("l")
+        assert isinstance(app.screen, ConfirmScreen) and "Queue" in str(app.screen.query_one("#yes").label)
+        await pilot.press("y")
+        assert app.queued is not None and app.queued.name == "tiny"
+        app.controller.request_stop()
+
+
+async def test_quitting_during_a_run_asks_first(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.launch(dataclasses.replace(app.catalog.get("tiny-fc"), epochs=500))
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert app.controller.busy and isinstance(app.screen, RunScreen)
+        app.controller.request_stop()
+
+
+async def test_the_curves_of_a_finished_run(app, tui_runs):
+    path = fake_run(tui_runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.open_run(path)
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert [e["test_acc"] for e in screen.history.epochs] == [31.5, 42.25, 47.0]
+        assert "best 47.00%" in str(screen.query_one("#progress-text").render())
+        await pilot.press("s")  # nothing to stop: says so
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+def test_catalog_snapshot(snap_compare, tui_catalog, tui_runs):
+    fake_run(tui_runs)
+    assert snap_compare(make_app(tui_catalog, tui_runs), terminal_size=(80, 24))
+
+
+def test_run_screen_snapshot(snap_compare, tui_catalog, tui_runs):
+    path = fake_run(tui_runs)
+
+    async def open_run(pilot):
+        pilot.app.open_run(path)
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(tui_catalog, tui_runs), terminal_size=(80, 24), run_before=open_run)
