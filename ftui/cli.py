@@ -41,24 +41,15 @@ def _catalog(path: str):
     return load_catalog(path)
 
 
-def _short_units(trainable: tuple[str, ...], all_units: tuple[str, ...]) -> str:
-    """'all', 'all but bn1', or the list: whichever is shorter to read."""
-    frozen = [u for u in all_units if u not in trainable]
-    if not frozen:
-        return "all"
-    return min(",".join(trainable), "all but " + ",".join(frozen), key=len)
-
-
 def cmd_list(args) -> int:
-    from .engine.models import describe
+    from .engine.results import short_trainable
 
     catalog = _catalog(args.catalog)
     rows = [("name", "model", "input", "stem", "trains", "epochs", "report", "description")]
     for exp in catalog.experiments:
-        units = describe(exp.model, exp.cifar_stem).unit_names
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
         rows.append((exp.name, exp.model, str(exp.input_size), "cifar" if exp.cifar_stem else "",
-                     _short_units(exp.trainable, units), str(exp.epochs), ref, exp.description))
+                     short_trainable(exp.model, exp.cifar_stem, exp.trainable), str(exp.epochs), ref, exp.description))
     # Key columns at full width; the description gets what is left and is cut: a line per experiment.
     widths = [max(len(r[i]) for r in rows) for i in range(7)]
     for n, row in enumerate(rows):

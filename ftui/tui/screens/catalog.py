@@ -8,17 +8,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ...engine.models import describe
+from ...engine.results import short_trainable
 from ...engine.runs import list_runs
-from ...errors import FtuiError
-
-
-def short_units(trainable: tuple[str, ...], all_units: tuple[str, ...]) -> str:
-    """'all', 'all but bn1', or the list: whichever is shorter to read."""
-    frozen = [u for u in all_units if u not in trainable]
-    if not frozen:
-        return "all"
-    return min(",".join(trainable), "all but " + ",".join(frozen), key=len)
 
 
 def best_measured(runs) -> dict[str, float]:
@@ -84,10 +75,7 @@ class CatalogScreen(Screen):
 
     @staticmethod
     def _cells(exp, measured: float | None) -> list:
-        try:
-            trains = short_units(exp.trainable, describe(exp.model, exp.cifar_stem).unit_names)
-        except FtuiError:
-            trains = ",".join(exp.trainable)
+        trains = short_trainable(exp.model, exp.cifar_stem, exp.trainable)
         size = f"{exp.input_size}" + ("c" if exp.cifar_stem else "")
         if len(trains) > TRAINS_WIDTH:  # the description line below spells it out
             trains = trains[: TRAINS_WIDTH - 1] + "…"

@@ -1,0 +1,174 @@
+"""The report's Table 1 beside ftui's measured accuracies, and its export as Markdown and CSV.
+
+One row per catalog experiment, in catalog order. "Measured" is the best test
+accuracy over the experiment's finished runs: a stopped or failed run did not
+follow the recipe to the end, so comparing it with the report would mislead.
+Runs of experiments no longer in the catalog are listed after, by name, so a
+renamed or deleted entry does not hide a result already paid for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FtuiError
+from .catalog import Catalog
+from .models import describe
+from .runs import RunFolder, RunSummary
+
+MARKDOWN = "results.md"
+CSV = "results.csv"
+MEASURED_NOTE = ("ftui % is the best test accuracy over the experiment's finished runs; "
+                 "diff = ftui % - report %, in points; time is the wall-clock time of that best run.")
+CSV_HEADER = ("experiment", "model", "input_size", "trainable", "report_acc", "ftui_acc",
+              "difference", "seconds", "finished_runs", "run")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    experiment: str
+    model: str
+    input_size: int | None
+    trains: str  # "all", "all but bn1", or the units that train
+    reference: float | None  # the report's test accuracy, percent
+    measured: float | None  # best test accuracy of a finished run, percent
+    runs: int  # finished runs
+    seconds: float | None  # run time of the run that gave `measured`
+    run: str  # that run's folder name
+    in_catalog: bool = True
+
+    @property
+    def difference(self) -> float | None:
+        if self.measured is None or self.reference is None:
+            return None
+        return round(self.measured - self.reference, 2)  # no float noise such as 0.09999999
+
+
+def short_trainable(model: str, cifar_stem: bool, trainable) -> str:
+    """ "all", "all but X" when that is shorter, or the units in the experiment's order."""
+    trainable = tuple(trainable)
+    try:
+        units = describe(model, cifar_stem).unit_names
+    except (FtuiError, ValueError, TypeError):  # a removed experiment may name a model we cannot build
+        return ", ".join(trainable)
+    if set(trainable) >= set(units):
+        return "all"
+    listed = ", ".join(trainable)
+    frozen = "all but " + ", ".join(u for u in units if u not in trainable)
+    return frozen if len(frozen) < len(listed) else listed
+
+
+def _best_finished(runs: list[RunSummary]) -> tuple[RunSummary | None, int]:
+    finished = [r for r in runs if r.state == "finished"]
+    scored = [r for r in finished if r.best_acc is not None]
+    return max(scored, key=lambda r: r.best_acc, default=None), len(finished)
+
+
+def _row(name: str, model: str, size, trains: str, reference, runs: list[RunSummary], in_catalog=True) -> ResultRow:
+    best, count = _best_finished(runs)
+    return ResultRow(name, model, size, trains, reference,
+                     best.best_acc if best else None, count,
+                     best.seconds if best else None, best.name if best else "", in_catalog)
+
+
+def _orphan_row(name: str, runs: list[RunSummary]) -> ResultRow | None:
+    best, _ = _best_finished(runs)
+    if best is None:
+        return None  # nothing measured: a removed experiment's failed runs are noise here
+    try:
+        exp = RunFolder(best.path).read_experiment()
+    except FtuiError:
+        exp = {}
+    model = exp.get("model", "")
+    trains = short_trainable(model, bool(exp.get("cifar_stem")), exp.get("trainable", ())) if model else ""
+    return _row(name, model, exp.get("input_size"), trains, exp.get("reference_acc"), runs, in_catalog=False)
+
+
+def results_table(catalog: Catalog, runs: list[RunSummary]) -> list[ResultRow]:
+    by_name: dict[str, list[RunSummary]] = defaultdict(list)
+    for run in runs:
+        by_name[run.experiment].append(run)
+    rows = [_row(e.name, e.model, e.input_size, short_trainable(e.model, e.cifar_stem, e.trainable),
+                 e.reference_acc, by_name.get(e.name, [])) for e in catalog.experiments]
+    orphans = (_orphan_row(name, by_name[name]) for name in sorted(set(by_name) - set(catalog.names)))
+    return rows + [row for row in orphans if row is not None]
+
+
+# --- formatting ---------------------------------------------------------------------
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def format_acc(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def summary(rows: list[ResultRow]) -> str:
+    """One line: how much of the report is measured, and how far off on average."""
+    referenced = [r for r in rows if r.reference is not None]
+    diffs = [r.difference for r in referenced if r.difference is not None]
+    text = f"{len(diffs)} of {len(referenced)} report rows measured"
+    return text + (f"; mean difference {sum(diffs) / len(diffs):+.1f} points" if diffs else "")
+
+
+def _cells(row: ResultRow) -> list[str]:
+    size = f"{row.input_size}x{row.input_size}" if row.input_size else ""
+    name = row.experiment if row.in_catalog else f"{row.experiment} (not in catalog)"
+    reference = "" if row.reference is None else f"{row.reference:.1f}"
+    return [name, row.model, size, row.trains, reference, format_acc(row.measured),
+            format_acc(row.difference, signed=True), format_seconds(row.seconds), str(row.runs), row.run]
+
+
+def to_markdown(rows: list[ResultRow]) -> str:
+    header = ["experiment", "model", "input", "trainable", "report %", "ftui %", "diff", "time", "runs", "run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
+    return "\n".join(lines) + f"\n\n{summary(rows)}. {MEASURED_NOTE}\n"
+
+
+def to_csv(rows: list[ResultRow]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for r in rows:
+        writer.writerow([r.experiment, r.model, r.input_size, r.trains, r.reference, r.measured,
+                         r.difference, r.seconds, r.runs, r.run])  # csv writes None as an empty cell
+    return out.getvalue()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # A unique temp name: two ftui processes exporting at once must not share one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an exported table is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def export_results(rows: list[ResultRow], folder: Path) -> tuple[Path, Path]:
+    """Write results.md and results.csv into folder (created if missing); returns both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    md, table = folder / MARKDOWN, folder / CSV
+    _write_atomically(md, to_markdown(rows))
+    _write_atomically(table, to_csv(rows))
+    return md, table

@@ -1,0 +1,150 @@
+"""Results: the report's accuracies beside ftui's measured ones, exportable as Markdown and CSV."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from ...engine.results import ResultRow, export_results, format_seconds, results_table, summary
+from ...engine.runs import list_runs
+
+# At 80 columns: the longest Table-1 name, and what is left for trains. Longer values are cut;
+# the line below the table spells out the highlighted row. Model and input come last: the name mostly says them.
+NAME_WIDTH = 22
+TRAINS_WIDTH = 17
+COLUMNS = ("experiment", "report", "ftui", "diff", "time", "runs", "trains", "model", "input")
+WIDE = 100  # below this, model and input do not fit: they are left to the line below the table
+OTHER_COLUMNS = 82  # cells taken by every column but trains when all are shown, scrollbar included
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _number(value: float | None, spec: str) -> Text:
+    if value is None:
+        return Text("-", style="dim", justify="right")
+    return Text(format(value, spec), justify="right")
+
+
+def _diff(row: ResultRow) -> Text:
+    diff = _number(row.difference, "+.2f")
+    if row.difference is not None:
+        diff.stylize("green" if row.difference >= 0 else "red")
+    return diff
+
+
+def _cells(row: ResultRow, trains_width: int) -> list:
+    # Text, not str: cells are never read as markup. ftui's accuracy keeps 2 decimals, as measured.
+    name = Text(_cut(row.experiment, NAME_WIDTH), style="" if row.in_catalog else "italic")
+    return [name, _number(row.reference, ".1f"), _number(row.measured, ".2f"), _diff(row),
+            Text(format_seconds(row.seconds), justify="right"), Text(str(row.runs), justify="right"),
+            Text(_cut(row.trains, trains_width)), Text(row.model), Text(str(row.input_size or ""), justify="right")]
+
+
+def _detail(row: ResultRow) -> str:
+    where = f"{row.model} at {row.input_size}x{row.input_size}" if row.input_size else row.model
+    gone = "" if row.in_catalog else " (no longer in the catalog)"
+    runs = f"{row.runs} finished run{'' if row.runs == 1 else 's'}"
+    best = f"best of {runs}: {row.run}" if row.run else "no finished run yet"
+    return f"{row.experiment}{gone}: {where}, trains {row.trains or '?'}\n{best}"
+
+
+class ResultsScreen(Screen):
+    DEFAULT_CSS = """
+    ResultsScreen #summary { height: 1; padding: 0 1; text-style: bold; text-wrap: nowrap; text-overflow: ellipsis; }
+    ResultsScreen DataTable { height: 1fr; overflow-x: hidden; }
+    ResultsScreen #detail { height: 2; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    ResultsScreen #error-box { height: 1fr; border: thick $error; }
+    ResultsScreen #error { padding: 1 2; }
+    """
+    BINDINGS = [
+        Binding("x", "export", "Export md+csv"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[ResultRow] = []
+        self._shown: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="summary", markup=False)
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="results")
+        yield Static(id="detail", markup=False)
+        with VerticalScroll(id="error-box"):  # a catalog with many problems may not fit the screen
+            yield Static(id="error", markup=False)
+        yield Footer()
+
+    def on_screen_resume(self) -> None:
+        # Shown again (or for the first time): runs may have finished meanwhile.
+        self.refresh_catalog()
+
+    def refresh_catalog(self) -> None:
+        """Re-read the runs (and the app's catalog); the app's "Reload catalog" command calls this too."""
+        table, error = self.query_one(DataTable), self.query_one("#error", Static)
+        catalog = self.app.catalog
+        table.display, self.query_one("#error-box").display = catalog is not None, catalog is None
+        self.query_one("#detail").display = catalog is not None
+        if catalog is None:
+            self.rows = []
+            self.query_one("#summary", Static).update("Results: none, the catalog could not be read.")
+            error.update(f"{self.app.catalog_error}\n\nFix {self.app.catalog_path}, then press r.")
+            return
+        self.rows = results_table(catalog, list_runs(self.app.runs_root))
+        self._fill(table)
+
+    def _columns(self) -> tuple[str, ...]:
+        return COLUMNS if self.size.width >= WIDE else COLUMNS[:-2]
+
+    def on_resize(self) -> None:
+        if self.app.catalog is not None:
+            self._fill(self.query_one(DataTable))
+
+    def _fill(self, table: DataTable) -> None:
+        cursor, columns = table.cursor_row, self._columns()
+        trains_width = max(TRAINS_WIDTH, self.size.width - OTHER_COLUMNS) if columns == COLUMNS else TRAINS_WIDTH
+        table.clear(columns=columns != self._shown)
+        if columns != self._shown:
+            table.add_columns(*columns)
+            self._shown = columns
+        for row in self.rows:
+            table.add_row(*_cells(row, trains_width)[: len(columns)])
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+        self.query_one("#summary", Static).update(f"Results: {summary(self.rows)}")
+        self._describe()
+
+    def _describe(self) -> None:
+        table = self.query_one(DataTable)
+        text = _detail(self.rows[table.cursor_row]) if self.rows and table.row_count else ""
+        self.query_one("#detail", Static).update(text)
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._describe()
+
+    def action_refresh(self) -> None:
+        if self.app.catalog is None:  # nothing to lose: read the (maybe fixed) file again
+            self.app.reload_catalog()
+        self.refresh_catalog()
+
+    def action_export(self) -> None:
+        self.refresh_catalog()  # export what is on disk now, not what was read when the screen opened
+        if self.app.catalog is None:
+            self.notify("Nothing to export: the catalog could not be read.", severity="error")
+            return
+        try:
+            md, table = export_results(self.rows, self.app.runs_root)
+        except OSError as exc:
+            self.notify(f"Could not write the results into {self.app.runs_root}: {exc.strerror or exc}",
+                        severity="error", markup=False)
+            return
+        self.notify(f"Wrote {md}\nand {table}", title="Results exported", markup=False)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,64 @@
+"""Reading a run folder as a viewer does: incremental tail, bounded curves, run summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ftui.engine.history import BoundedSeries, RunHistory
+from ftui.engine.runs import MetricsTail, RunFolder, list_runs
+
+
+def test_bounded_series_never_exceeds_its_size_and_keeps_the_mean():
+    series = BoundedSeries(max_points=64)
+    for i in range(100_000):
+        series.append(i, 1.0 if i % 2 else 3.0)
+    xs, ys = series.points()
+    assert len(xs) <= 64
+    assert all(abs(y - 2.0) < 1e-9 for y in ys[:-1])  # merged neighbours average out
+    assert xs == sorted(xs) and xs[-1] > 90_000
+
+
+def test_metrics_tail_never_returns_half_a_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    tail = MetricsTail(path)
+    assert tail.read() == []  # no file yet
+    with open(path, "w") as f:
+        f.write(json.dumps({"type": "start"}) + "\n" + '{"type": "ste')
+    assert tail.read() == [{"type": "start"}]
+    with open(path, "a") as f:
+        f.write('ps", "n": 1}\n')
+    assert tail.read() == [{"type": "steps", "n": 1}]
+    assert tail.read() == []
+
+
+def test_run_history_folds_records_and_forgets_a_retrained_epoch():
+    h = RunHistory()
+    h.feed([
+        {"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 0},
+        {"type": "steps", "epoch": 0, "step": 0, "global_step": 0, "losses": [2.0, 1.8], "lr": 0.1, "images_per_sec": 50},
+        {"type": "epoch", "epoch": 0, "test_acc": 30.0, "test_loss": 1.9, "train_loss": 1.9},
+        {"type": "steps", "epoch": 1, "step": 0, "global_step": 2, "losses": [1.7], "lr": 0.1, "images_per_sec": 50},
+        {"type": "stopped", "reason": "stopped by request"},
+    ])
+    assert (h.epoch, h.step, h.global_step, h.state) == (1, 0, 2, "stopped")
+    assert h.best_acc == 30.0 and len(h.loss) == 3
+    h.feed([{"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 1}])
+    assert h.state == "running" and len(h.epochs) == 1
+
+
+def test_list_runs_reports_a_dead_running_run_as_interrupted(tmp_path):
+    for name, state, pid in (("a-1", "finished", 1), ("b-1", "running", 999_999_999), ("c-1", "running", os.getpid())):
+        folder = RunFolder(tmp_path / name)
+        folder.path.mkdir()
+        folder.write_experiment({"name": name[0]})
+        folder.write_status(state, started_at=name)
+        status = folder.read_status()
+        status["pid"] = pid
+        (folder.path / "status.json").write_text(json.dumps(status))
+    (tmp_path / "not-a-run").mkdir()
+    runs = {r.name: r for r in list_runs(tmp_path)}
+    assert set(runs) == {"a-1", "b-1", "c-1"}
+    assert runs["b-1"].state == "interrupted" and "resume" in runs["b-1"].reason
+    assert runs["c-1"].state == "running"
+    assert [r.name for r in list_runs(tmp_path)] == ["c-1", "b-1", "a-1"]  # newest first
