@@ -1,0 +1,161 @@
+"""The experiment editor, driven for real with the Pilot at 80x24."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, Select
+
+from ftui.engine.catalog import load_catalog
+from ftui.tui.screens.confirm import ConfirmScreen
+from ftui.tui.screens.editor import EditorScreen, UnitTable
+
+RESNET_UNITS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
+
+
+async def open_editor(app, pilot, name="tiny") -> EditorScreen:
+    await pilot.pause()
+    screen = EditorScreen(app.catalog.get(name))
+    await app.push_screen(screen)
+    await pilot.pause()
+    return screen
+
+
+async def type_into(pilot, text: str) -> None:
+    await pilot.press("ctrl+a", "ctrl+k", *text, "enter")  # clear the field, type, submit
+    await pilot.pause()
+
+
+def message(screen: EditorScreen) -> str:
+    return str(screen.query_one("#message").render())
+
+
+async def test_space_toggles_a_unit_and_the_totals(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        assert screen.experiment.trainable == RESNET_UNITS
+        assert str(screen.query_one("#totals").render()) == "trainable 11.17M of 11.17M parameters (100.0%)"
+        await pilot.press("down", "down", "down", "down", "down", "space")  # layer4
+        assert "layer4" not in screen.experiment.trainable
+        assert str(screen.query_one("#totals").render()) == "trainable 2.78M of 11.17M parameters (24.9%)"
+        assert str(screen.query_one(UnitTable).get_row("layer4")[0]) == "[ ]"
+        await pilot.press("space")
+        assert screen.experiment.trainable == RESNET_UNITS
+
+
+async def test_head_only_all_and_reset(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("h")
+        assert screen.experiment.trainable == ("fc",)
+        assert "(0.0%)" in str(screen.query_one("#totals").render())
+        await pilot.press("a")
+        assert screen.experiment.trainable == RESNET_UNITS
+        await pilot.press("h", "e", "ctrl+a", "ctrl+k", *"0.002", "enter")
+        assert screen.experiment != screen.original and "edited" in screen.sub_title
+        await pilot.press("r")
+        assert screen.experiment == app.catalog.get("tiny")
+
+
+async def test_a_click_on_the_box_toggles_the_unit(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.click(UnitTable, offset=(2, 2))  # header row, then conv1, bn1
+        assert screen.experiment.trainable == tuple(u for u in RESNET_UNITS if u != "bn1")
+
+
+async def test_editing_a_learning_rate(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("end", "enter")  # fc
+        field = screen.query_one("#prompt-input", Input)
+        assert screen.focused is field and field.value == "0.05"
+        await type_into(pilot, "0.002")
+        assert screen.experiment.unit_lr == {"fc": 0.002}
+        assert isinstance(screen.focused, UnitTable) and not screen.query_one("#prompt").display
+        assert str(screen.query_one(UnitTable).get_row("fc")[3]) == "0.002"
+
+
+async def test_a_bad_learning_rate_is_refused_in_place(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("e")  # conv1
+        field = screen.query_one("#prompt-input", Input)
+        for bad, why in (("abc", "valid number"), ("-1", "greater than 0"), ("0", "greater than 0"),
+                         ("11", "less than or equal to 10")):
+            await type_into(pilot, bad)
+            assert why in message(screen) and "keeps learning rate 0.05" in message(screen)
+            assert screen.focused is field and field.has_class("-invalid")
+            assert screen.experiment.unit_lr == {}
+        await pilot.press("escape")
+        assert isinstance(screen.focused, UnitTable) and not screen.query_one("#prompt").display
+        assert isinstance(app.screen, EditorScreen)
+
+
+async def test_settings_change_the_experiment_or_are_refused(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        epochs = screen.query_one("#set-epochs", Input)
+        epochs.focus()
+        await type_into(pilot, "5")
+        assert screen.experiment.epochs == 5
+        await type_into(pilot, "0")
+        assert screen.experiment.epochs == 5
+        assert "epochs = 0: out of range" in message(screen) and epochs.has_class("-invalid")
+        await pilot.press("escape")  # drops the refused text, back to the table
+        assert epochs.value == "5" and isinstance(screen.focused, UnitTable)
+        screen.query_one("#set-optimizer", Select).value = "adamw"
+        await pilot.pause()
+        assert screen.experiment.optimizer == "adamw"
+        screen.query_one("#set-weights", Select).value = "DEFAULT"
+        await pilot.pause()
+        assert screen.experiment.weights == "DEFAULT"
+
+
+async def test_save_as_a_new_catalog_entry_keeps_comments(app, tui_catalog):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("h", "end", "e")
+        await type_into(pilot, "0.002")
+        await pilot.press("s")
+        assert screen.query_one("#prompt-input", Input).value == "tiny-2"
+        before = tui_catalog.read_text()
+        await type_into(pilot, "bad name!")
+        assert "Not saved" in message(screen) and "not a valid name" in message(screen)
+        assert tui_catalog.read_text() == before
+        await type_into(pilot, "tiny-head")
+        assert screen.experiment.name == "tiny-head" and screen.original == screen.experiment
+    text = tui_catalog.read_text()
+    assert text.startswith(before) and "# a tiny catalog for the TUI tests" in text
+    saved = load_catalog(tui_catalog).get("tiny-head")
+    assert saved.trainable == ("fc",) and saved.unit_lr == {"fc": 0.002} and saved.epochs == 2
+
+
+async def test_launch_hands_the_edited_experiment_to_the_app(app, monkeypatch):
+    launched = []
+    monkeypatch.setattr(app, "launch", launched.append)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("h", "end", "space")  # nothing trains now
+        await pilot.press("l")
+        assert launched == [] and "Nothing would train" in message(screen)
+        await pilot.press("a", "l")
+        screen.query_one("#set-epochs", Input).focus()
+        await pilot.press("f5")  # from a field, where "l" would be typed
+        assert [e.trainable for e in launched] == [RESNET_UNITS, RESNET_UNITS]
+
+
+async def test_escape_with_edits_asks_before_leaving(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("h", "escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert app.screen is screen
+        await pilot.press("r", "escape")
+        assert not isinstance(app.screen, (EditorScreen, ConfirmScreen))
+
+
+def test_editor_snapshot(app, snap_compare):
+    async def open_it(pilot):
+        await open_editor(pilot.app, pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_it, press=["down", "down", "space", "end"])
