@@ -14,6 +14,8 @@ from ..errors import FtuiError
 from .run_controller import RunController
 from .screens.confirm import ConfirmScreen
 
+LIVE_RUN = "live-run"
+
 
 class FtuiApp(App):
     TITLE = "ftui"
@@ -71,20 +73,29 @@ class FtuiApp(App):
             self._start(exp)
 
     def _start(self, exp: Experiment) -> None:
+        self.controller.start(exp)
+        self._show_new_live_run()
+
+    def _show_new_live_run(self) -> None:
+        """One run screen per live run, installed so that going back to it is instant (no re-compose)."""
         from .screens.run import RunScreen
 
-        self.controller.start(exp)
-        self.push_screen(RunScreen(live=True))
+        if self.is_screen_installed(LIVE_RUN) and self.get_screen(LIVE_RUN) not in self.screen_stack:
+            self.uninstall_screen(LIVE_RUN)
+        if not self.is_screen_installed(LIVE_RUN):
+            self.install_screen(RunScreen(live=True), LIVE_RUN)
+        else:  # the old live screen is on the stack (under a modal): show the new run in a fresh one
+            self.push_screen(RunScreen(live=True))
+            return
+        self.push_screen(LIVE_RUN)
 
     def resume_run(self, path: Path) -> None:
-        from .screens.run import RunScreen
-
         if self.controller.busy:
             self.notify(f"{self.controller.experiment} is training; resume when it ends.", severity="warning")
             return
         exp = RunFolder(path).read_experiment()
         self.controller.resume(path, exp.get("name", path.name), exp.get("device", "auto"))
-        self.push_screen(RunScreen(live=True))
+        self._show_new_live_run()
 
     def open_run(self, path: Path) -> None:
         """The curves of any run folder: live if it is still going, here or in another process."""
@@ -93,10 +104,8 @@ class FtuiApp(App):
         self.push_screen(RunScreen(run_dir=path))
 
     def open_live_run(self) -> None:
-        from .screens.run import RunScreen
-
-        if self.controller.busy or self.controller.run_dir:
-            self.push_screen(RunScreen(live=True))
+        if self.is_screen_installed(LIVE_RUN):
+            self.push_screen(LIVE_RUN)
         else:
             self.notify("No run has been started in this session.")
 

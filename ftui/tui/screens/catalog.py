@@ -49,7 +49,8 @@ class CatalogScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("experiment", "input", "trains", "ep", "report", "ftui")
+        for label in ("experiment", "input", "trains", "ep", "report", "ftui"):
+            table.add_column(label, key=label)
         self.refresh_catalog()
 
     def on_screen_resume(self) -> None:
@@ -64,9 +65,16 @@ class CatalogScreen(Screen):
             error.update(f"The catalog could not be read:\n\n{self.app.catalog_error}\n\n"
                          "Fix the file and press F5 to reload. Runs (r) and results (t) still work.")
             return
+        best = best_measured(list_runs(self.app.runs_root))
+        if [str(k.value) for k in table.rows] == list(catalog.names):
+            # Same experiments: only the measured column can have changed. Updating cells in
+            # place keeps going back to this screen cheap.
+            for exp in catalog.experiments:
+                table.update_cell(exp.name, "ftui", self._cells(exp, best.get(exp.name))[-1])
+            self._describe()
+            return
         row = table.cursor_row
         table.clear()
-        best = best_measured(list_runs(self.app.runs_root))
         for exp in catalog.experiments:
             table.add_row(*self._cells(exp, best.get(exp.name)), key=exp.name)
         if table.row_count:

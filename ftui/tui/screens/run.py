@@ -77,7 +77,8 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._poll()
+        # Paint the screen first, then read the run: the key that opened it answers at once.
+        self.call_after_refresh(self._poll)
         self.set_interval(REFRESH_SECONDS, self._poll)
 
     # -- reading the run folder ----------------------------------------------
