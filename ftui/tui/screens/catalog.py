@@ -62,8 +62,9 @@ class CatalogScreen(Screen):
         catalog = self.app.catalog
         table.display, error.display = catalog is not None, catalog is None
         if catalog is None:
-            error.update(f"The catalog could not be read:\n\n{self.app.catalog_error}\n\n"
-                         "Fix the file and press F5 to reload. Runs (r) and results (t) still work.")
+            error.update(f"The catalog {self.app.catalog_path.resolve()} could not be read:\n\n{self.app.catalog_error}\n\n"
+                         "Fix the file (or start ftui with --catalog PATH) and press F5 to reload. "
+                         "Runs (r) and results (t) still work.")
             return
         best = best_measured(list_runs(self.app.runs_root))
         if [str(k.value) for k in table.rows] == list(catalog.names):
