@@ -187,24 +187,27 @@ class RunsScreen(Screen):
         if run is not None:
             self.app.open_run(run.path)
 
-    def action_inspect(self) -> None:
+    def _selected_checkpoint(self):
+        """(run, its best or last checkpoint), or None after saying why there is none."""
         run = self._selected()
         if run is None:
-            return
+            return None
         checkpoint = model_checkpoint(run.path)
         if checkpoint is None:
             self.notify(f"{run.name} has no checkpoint yet: no epoch has completed.", severity="warning")
-            return
-        self.app.push_screen(CheckpointScreen(checkpoint))
+            return None
+        return run, checkpoint
+
+    def action_inspect(self) -> None:
+        selected = self._selected_checkpoint()
+        if selected is not None:
+            self.app.push_screen(CheckpointScreen(selected[1]))
 
     def action_evaluate(self) -> None:
-        run = self._selected()
-        if run is None:
+        selected = self._selected_checkpoint()
+        if selected is None:
             return
-        checkpoint = model_checkpoint(run.path)
-        if checkpoint is None:
-            self.notify(f"{run.name} has no checkpoint to evaluate: no epoch has completed.", severity="warning")
-            return
+        run, checkpoint = selected
         try:
             device = RunFolder(run.path).read_experiment().get("device", "auto")
         except FtuiError as exc:
