@@ -104,13 +104,13 @@ def cmd_run(args) -> int:
         from .engine.catalog import experiment_from_dict
 
         exp = experiment_from_dict({**exp.to_dict(), **changes}, where="command line")
-    return _drive(lambda printer, stop: train(exp, printer, stop, runs_root=args.runs))
+    return _drive(lambda printer, stop: train(exp, printer, stop, runs_root=args.runs, share_device=args.share_device))
 
 
 def cmd_resume(args) -> int:
     from .engine.train import resume
 
-    return _drive(lambda printer, stop: resume(args.run_folder, printer, stop))
+    return _drive(lambda printer, stop: resume(args.run_folder, printer, stop, share_device=args.share_device))
 
 
 def cmd_inspect(args) -> int:
@@ -161,6 +161,7 @@ def run_tui(args) -> int:
 
     signal.signal(signal.SIGHUP, terminal_gone)
     signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)  # a Ctrl-C typed in the terminal is a key; this is kill -INT
     try:
         app.run()
     finally:
@@ -197,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="override the experiment's epochs")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     run.add_argument("--runs", default=DEFAULT_RUNS, help="folder for run folders (default: ./checkpoints)")
+    run.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
     run.set_defaults(func=cmd_run)
 
     ins = sub.add_parser("inspect", help="show a checkpoint's metadata and tensors")
@@ -211,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
 
     res = sub.add_parser("resume", help="continue a stopped run to its planned end")
     res.add_argument("run_folder")
+    res.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
     res.set_defaults(func=cmd_resume)
     return p
 

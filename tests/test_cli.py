@@ -31,7 +31,7 @@ def test_run_inspect_eval_resume_end_to_end(tiny_catalog, tmp_path):
     proc = ftui("run", "tiny", "--catalog", str(tiny_catalog), "--epochs", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout and "run folder:" in proc.stdout
-    run_dirs = list((tmp_path / "checkpoints").iterdir())
+    run_dirs = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()]
     assert len(run_dirs) == 1 and run_dirs[0].name.startswith("tiny-")
     last = run_dirs[0] / "last.safetensors"
 
@@ -108,7 +108,7 @@ def test_ctrl_c_stops_a_cli_run_cleanly(tiny_catalog, tmp_path):
     text = "".join(output) + rest
     assert proc.returncode == 130, text
     assert "stopped" in text and "Traceback" not in text
-    run_dir = next((tmp_path / "checkpoints").iterdir())
+    run_dir = next(p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "stopped" and status["epochs_done"] >= 1
     assert (run_dir / "last.safetensors").is_file()

@@ -206,7 +206,7 @@ def test_an_unexpected_error_is_recorded_then_raised(make_exp, runs_root, monkey
     events = Recorder()
     with pytest.raises(ZeroDivisionError):
         train(make_exp(), events, runs_root=runs_root)
-    run_dir = next(runs_root.iterdir())
+    run_dir = next(p for p in runs_root.iterdir() if p.is_dir())
     assert RunFolder(run_dir).read_status()["state"] == "failed"
     assert "ZeroDivisionError" in (run_dir / "error.log").read_text()
     assert "Internal error" in events.of(ev.Failed)[0].reason

@@ -26,6 +26,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_key(device: torch.device) -> str:
+    """A name per physical device, for the one-run-per-device lock ("cuda" means the current GPU)."""
+    if device.type == "cuda":
+        return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
+    return device.type
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full precision elsewhere."""
     if device.type == "cuda":

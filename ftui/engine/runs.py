@@ -13,8 +13,10 @@ Anything that shows a run (the CLI, the TUI, a re-opened ftui) reads these.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -33,11 +35,22 @@ RESUME = "resume.safetensors"
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Temporary files a killed process left behind (never under a real name): safe to delete."""
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def now_iso() -> str:
@@ -219,3 +232,49 @@ class MetricsTail:
             except json.JSONDecodeError:
                 continue
         return records
+
+
+class DeviceLock:
+    """One run per device at a time, across processes: an flock on a file in the runs folder.
+
+    The kernel drops the lock when its process ends, however it ends (kill -9
+    included), so a crashed run never leaves the device locked.
+    """
+
+    def __init__(self, root: Path, device: str):
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / f".device-{re.sub(r'[^A-Za-z0-9_-]', '_', device)}.lock"
+        self.device = device
+        self._fd: int | None = None
+
+    def acquire(self, holder: dict) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = self._holder(fd)
+            os.close(fd)
+            raise RunError(
+                f"{self.device} is in use by another ftui run: {other.get('experiment', '?')} "
+                f"(process {other.get('pid', '?')}, {other.get('run_dir', '?')}). Wait for it to end or stop it; "
+                "to run both at once anyway, share the device (ftui run --share-device)."
+            ) from None
+        self._fd = fd
+        self.update(holder)
+
+    def update(self, holder: dict) -> None:
+        """Say who holds the device (shown to whoever is refused)."""
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps({**holder, "pid": os.getpid()}).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    @staticmethod
+    def _holder(fd: int) -> dict:
+        try:
+            return json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, json.JSONDecodeError):
+            return {}

@@ -33,12 +33,15 @@ from .augment import Augment
 from .catalog import experiment_from_dict
 from .checkpoints import cpu_state, load_checkpoint_model, load_resume_state, read_checkpoint, save_model_checkpoint, save_resume_state
 from .data import Dataset, load_dataset
-from .device import autocast, describe_device, is_out_of_memory, resolve_device, uses_channels_last
+from .device import autocast, describe_device, device_key, is_out_of_memory, resolve_device, uses_channels_last
 from .evaluation import evaluate, test_augment
 from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
 from .params import apply_trainable, count_params, frozen_batchnorms, make_optimizer, make_scheduler, param_groups, set_train_mode
-from .runs import BEST, EXPERIMENT, LAST, METRICS, RESUME, MetricsLog, RunFolder, create_run_dir, now_iso, process_alive
+from .runs import (
+    BEST, EXPERIMENT, LAST, METRICS, RESUME, DeviceLock, MetricsLog, RunFolder, create_run_dir, now_iso, process_alive,
+    remove_stale_temporaries,
+)
 
 REPORT_INTERVAL = 0.25  # seconds between step reports (and host syncs)
 
@@ -128,24 +131,40 @@ def _failed_early(emit: EventSink, exc: FtuiError, run_dir: Path | None = None) 
     return ev.RunResult("failed", run_dir, reason=str(exc))
 
 
+def _lock_device(setup: _Setup, runs_root: Path, share_device: bool, experiment: str) -> DeviceLock | None:
+    """One run per device unless the caller chose to share it (the TUI asks the person first)."""
+    if share_device:
+        return None
+    lock = DeviceLock(runs_root, device_key(setup.device))
+    lock.acquire({"experiment": experiment, "run_dir": "(starting)"})
+    return lock
+
+
 def train(
     exp: Experiment,
     on_event: EventSink | None = None,
     stop: threading.Event | None = None,
     runs_root: Path | str = "checkpoints",
+    share_device: bool = False,
 ) -> ev.RunResult:
     """Run an experiment to the end (or until ``stop`` is set) and return how it ended."""
     emit = _safe_sink(on_event)
+    lock = None
     try:
         setup = _prepare(exp)
+        lock = _lock_device(setup, Path(runs_root), share_device, exp.name)
         folder = RunFolder(create_run_dir(Path(runs_root), exp.name))
         folder.write_experiment(exp.to_dict())
         folder.write_status("running", started_at=now_iso(), epochs=exp.epochs, epochs_done=0)
-    except FtuiError as exc:
+    except (FtuiError, OSError) as exc:
+        if lock is not None:
+            lock.release()
+        if isinstance(exc, OSError):
+            exc = FtuiError(f"Could not create a run folder under {runs_root}: {exc}")
         return _failed_early(emit, exc)
-    except OSError as exc:
-        return _failed_early(emit, FtuiError(f"Could not create a run folder under {runs_root}: {exc}"))
-    return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=0, best_acc=None).run()
+    if lock is not None:
+        lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
+    return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=0, best_acc=None, lock=lock).run()
 
 
 def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
@@ -169,11 +188,15 @@ def _restore_rng(setup: _Setup, rng: dict[str, torch.Tensor]) -> None:
 
 
 def resume(
-    run_dir: Path | str, on_event: EventSink | None = None, stop: threading.Event | None = None
+    run_dir: Path | str,
+    on_event: EventSink | None = None,
+    stop: threading.Event | None = None,
+    share_device: bool = False,
 ) -> ev.RunResult:
-    """Continue a stopped or failed run from its last checkpoint to its planned last epoch."""
+    """Continue a stopped, failed or interrupted run from its last checkpoint to its planned last epoch."""
     emit = _safe_sink(on_event)
     folder = RunFolder(Path(run_dir))
+    lock = None
     try:
         exp = experiment_from_dict(folder.read_experiment(), where=str(folder.file(EXPERIMENT)))
         _check_resumable(folder, exp)
@@ -182,21 +205,28 @@ def resume(
         if read_checkpoint(folder.file(LAST)).epoch != epoch:
             raise RunError(f"{folder.path}: last.safetensors and resume.safetensors are from different epochs; cannot resume exactly.")
         _restore_rng(setup, rng)
+        lock = _lock_device(setup, folder.path.parent, share_device, exp.name)
     except FtuiError as exc:
         return _failed_early(emit, exc, folder.path)
+    if lock is not None:
+        lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
+    remove_stale_temporaries(folder.path)  # a process killed mid-write leaves its temporary file
     start = epoch + 1
     # Steps of an epoch that never completed are dropped: it is trained again from its start.
     folder.keep_metrics(lambda r: r.get("epoch", -1) < start)
     accs = [r["test_acc"] for r in folder.read_metrics() if r.get("type") == "epoch"]
     folder.write_status("running", resumed_at=now_iso(), reason="")
-    return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=start, best_acc=max(accs, default=None)).run()
+    return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=start, best_acc=max(accs, default=None),
+                 lock=lock).run()
 
 
 class _Loop:
     """One run in progress: the epoch loop, its reports and its checkpoints."""
 
-    def __init__(self, setup: _Setup, folder: RunFolder, emit: EventSink, stop: threading.Event, start_epoch: int, best_acc):
+    def __init__(self, setup: _Setup, folder: RunFolder, emit: EventSink, stop: threading.Event, start_epoch: int, best_acc,
+                 lock: DeviceLock | None = None):
         self.s = setup
+        self.lock = lock
         self.folder = folder
         self.emit = emit
         self.stop = stop
@@ -223,6 +253,11 @@ class _Loop:
             return self._failed(str(exc))
         except FtuiError as exc:
             return self._failed(str(exc))
+        except OSError as exc:  # disk full, permissions, a vanished folder: the files already on disk are intact
+            return self._failed(
+                f"Could not write the run's files in {self.folder.path} ({exc}). The last completed epoch's "
+                f"checkpoint is intact. Free disk space (or fix the folder), then continue with: ftui resume {self.folder.path}"
+            )
         except Exception as exc:
             if is_out_of_memory(exc):
                 return self._failed(
@@ -233,7 +268,12 @@ class _Loop:
             (self.folder.file("error.log")).write_text(traceback.format_exc(), encoding="utf-8")
             raise
         finally:
-            self.metrics.close()
+            try:
+                self.metrics.close()
+            except OSError:
+                pass  # the disk is still full: every record that was flushed is on disk
+            if self.lock is not None:
+                self.lock.release()
 
     def _started(self) -> None:
         trainable, total = count_params(self.s.model)
@@ -347,9 +387,15 @@ class _Loop:
 
     def _close_status(self, state: str, reason: str = "") -> None:
         seconds = round(self.prior_seconds + time.monotonic() - self.started, 1)
-        self.metrics.write({"type": state, "time": now_iso(), "reason": reason, "epochs_done": self.epochs_done})
-        self.folder.write_status(state, ended_at=now_iso(), reason=reason, epochs_done=self.epochs_done,
-                                 best_acc=self.best_acc, seconds=seconds)
+        try:
+            self.metrics.write({"type": state, "time": now_iso(), "reason": reason, "epochs_done": self.epochs_done})
+        except OSError:
+            pass  # the status file below is what viewers trust
+        try:
+            self.folder.write_status(state, ended_at=now_iso(), reason=reason, epochs_done=self.epochs_done,
+                                     best_acc=self.best_acc, seconds=seconds)
+        except OSError:
+            pass  # still "running" with this pid: once the process ends it reads as interrupted, which is true
 
     def _finished(self) -> ev.RunResult:
         self._close_status("finished")

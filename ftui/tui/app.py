@@ -59,7 +59,7 @@ class FtuiApp(App):
             question = (f"Another ftui process is training {elsewhere[0].experiment} ({elsewhere[0].name}) "
                         f"on this machine. Start {exp.name} anyway and share the device?")
             self.push_screen(ConfirmScreen(question, "Start anyway", "Cancel"),
-                             lambda ok: self._start(exp) if ok else None)
+                             lambda ok: self._start(exp, share_device=True) if ok else None)
             return
         self._start(exp)
 
@@ -72,8 +72,8 @@ class FtuiApp(App):
             exp, self.queued = self.queued, None
             self._start(exp)
 
-    def _start(self, exp: Experiment) -> None:
-        self.controller.start(exp)
+    def _start(self, exp: Experiment, share_device: bool = False) -> None:
+        self.controller.start(exp, share_device)
         self._show_new_live_run()
 
     def _show_new_live_run(self) -> None:

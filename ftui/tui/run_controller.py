@@ -39,8 +39,8 @@ class RunController:
     def busy(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def start(self, exp: Experiment) -> None:
-        self._launch(exp.name, lambda: train(exp, self._on_event, self.stop_event, runs_root=self.runs_root), exp.device)
+    def start(self, exp: Experiment, share_device: bool = False) -> None:
+        self._launch(exp.name, lambda: train(exp, self._on_event, self.stop_event, self.runs_root, share_device), exp.device)
 
     def resume(self, run_dir: Path, experiment: str, device: str) -> None:
         self._launch(experiment, lambda: resume(run_dir, self._on_event, self.stop_event), device)

@@ -78,6 +78,6 @@ def test_catalog_editor_launch_finish_checkpoints(terminal, tmp_path):
         time.sleep(0.2)
     assert not terminal.alive(), "ftui did not quit"
 
-    run = next((tmp_path / "checkpoints").iterdir())
+    run = next(p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     assert json.loads((run / "experiment.json").read_text())["trainable"] == ["fc"]
