@@ -31,8 +31,8 @@ from .. import __version__
 from ..errors import CheckpointError, FtuiError
 from .catalog import experiment_from_dict
 from .experiment import Experiment
-from .models import build_model, describe, unit_of
-from .weights import mismatch_report, state_fits
+from .models import build_model, describe, expected_shapes, unit_of
+from .weights import mismatch_report, shape_mismatch, state_fits
 
 FORMAT = "ftui-checkpoint/1"
 RESUME_FORMAT = "ftui-resume/1"
@@ -122,6 +122,10 @@ def _open_error(path: Path, exc: Exception) -> CheckpointError:
 
 
 def _read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[tuple[int, ...], str]]]:
+    if path.is_dir():
+        files = sorted(p.name for p in path.glob("*.safetensors") if not p.name.startswith("resume"))
+        hint = f" Pass one of its checkpoint files: {', '.join(files)}." if files else " It holds no checkpoint."
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file.{hint}")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist.")
     try:
@@ -157,9 +161,13 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     classes = tuple(_json_field(meta, "classes", path))
     try:
         units = describe(exp["model"], bool(exp.get("cifar_stem")), len(classes)).units
-        owner = {name: unit_of(units, name).name for name in table}
+        expected = expected_shapes(exp["model"], bool(exp.get("cifar_stem")), len(classes))
     except (FtuiError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: its experiment metadata does not describe a known model ({exc}).") from exc
+    given = {name: shape for name, (shape, _) in table.items()}
+    if given != expected:
+        raise CheckpointError(f"{path} does not fit the {exp['model']} it says it holds: {shape_mismatch(expected, given)}")
+    owner = {name: unit_of(units, name).name for name in table}
     # The file stores names sorted; show them in the model's unit order (conv1 before layer1 ...).
     order = {u.name: i for i, u in enumerate(units)}
     tensors = tuple(

@@ -174,6 +174,14 @@ def _construct(name: str, num_classes: int, cifar_stem: bool) -> nn.Module:
     return model
 
 
+@functools.lru_cache(maxsize=16)
+def expected_shapes(name: str, cifar_stem: bool, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Every tensor the adapted model holds (state dict names and shapes), from the meta device."""
+    with torch.device("meta"):
+        model = _construct(check_model_name(name), num_classes, cifar_stem)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 @functools.lru_cache(maxsize=64)
 def describe(name: str, cifar_stem: bool = False, num_classes: int = 10) -> ModelInfo:
     """Units and constraints of a model, computed on the meta device (no memory, no weights)."""

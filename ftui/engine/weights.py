@@ -110,18 +110,26 @@ def state_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
     return own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own)
 
 
-def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor], limit: int = 4) -> str:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
+def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    return shape_mismatch(
+        {k: tuple(v.shape) for k, v in model.state_dict().items()}, {k: tuple(v.shape) for k, v in state.items()}
+    )
+
+
+def shape_mismatch(expected: dict[str, tuple], given: dict[str, tuple], limit: int = 4) -> str:
+    """What differs between the tensors a model has and those a file holds, in a line a person can read."""
+    missing = [k for k in expected if k not in given]
+    extra = [k for k in given if k not in expected]
     shapes = [
-        f"{k} is {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
-        for k in own
-        if k in state and own[k].shape != state[k].shape
+        f"{k} is {given[k]} in the file, {expected[k]} in the model"
+        for k in expected
+        if k in given and tuple(expected[k]) != tuple(given[k])
     ]
     parts = []
     for label, items in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             parts.append(f"{label}: {', '.join(items[:limit])}{more}")
-    return "; ".join(parts)
+    hint = (" The file was saved for a different model" + (" or a different number of classes" if shapes and not missing else "")
+            + ": use weights made for this model and dataset.")
+    return "; ".join(parts) + "." + hint
