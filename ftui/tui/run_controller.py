@@ -58,17 +58,20 @@ class RunController:
         self.stop_event = threading.Event()
         self.events.clear()
         self.run_dir, self.failure, self.result, self.experiment = None, None, None, experiment
+        threads = torch.get_num_threads()
         if device in ("auto", "cpu") and not torch.cuda.is_available():
             # Leave a core to the UI: with every core computing, keys answer late.
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-        self.thread = threading.Thread(target=self._run, args=(run,), name="ftui-train", daemon=False)
+        self.thread = threading.Thread(target=self._run, args=(run, threads), name="ftui-train", daemon=False)
         self.thread.start()
 
-    def _run(self, run) -> None:
+    def _run(self, run, threads: int) -> None:
         try:
             self.result = run()
         except Exception as exc:  # the engine has already marked the run failed and logged the traceback
             self.failure = f"Internal error: {exc!r}"
+        finally:
+            torch.set_num_threads(threads)  # the thread count is process-wide: give the cores back
 
     def _on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
