@@ -10,7 +10,7 @@ machine noise hits all three alike:
   ftui  - ftui's own train() (events, metrics log, device-side augmentation);
   bare  - forward/backward/step on tensors prepared in advance: the limit.
 
-    .venv/bin/python bench/throughput.py [--sizes 32,224] [--steps 6] [--rounds 3] [--json bench/throughput.json]
+    .venv/bin/python bench/throughput.py [--sizes 32,224] [--steps 6] [--rounds 3] [--compile-sizes 32]
 
 Prints a table of median images/s and the ratios, and writes them as JSON.
 """
@@ -114,15 +114,17 @@ def run_seed(size: int, batch: int, steps: int, device: torch.device, data) -> f
 # -- ftui -------------------------------------------------------------------------
 
 
-def run_ftui(size: int, batch: int, steps: int, device: torch.device, runs: Path) -> tuple[float, float]:
-    """Images/s over the timed steps (from the step reports), and seconds spent after training (eval + checkpoints)."""
+def run_ftui(size: int, batch: int, steps: int, device: torch.device, runs: Path, compile: bool = False):
+    """Images/s over the timed steps (from the step reports), seconds spent after training (eval +
+    checkpoints), and seconds from calling train() to the end of the first step (start-up, compile included)."""
     exp = experiment_from_dict({
         "name": f"bench-{size}", "model": "resnet18", "weights": "none", "dataset": "cifar10-sample",
         "input_size": size, "batch_size": batch, "epochs": 1, "max_steps_per_epoch": WARMUP + steps,
-        "max_test_images": batch, "device": str(device), "trainable": "all", **recipe(size),
+        "max_test_images": batch, "device": str(device), "trainable": "all", "compile": compile, **recipe(size),
     }, where="bench")
     marks: list[tuple[float, int]] = []
     ended: list[float] = []
+    called = time.perf_counter()
 
     def on_event(event):
         if isinstance(event, ev.Step):
@@ -138,7 +140,7 @@ def run_ftui(size: int, batch: int, steps: int, device: torch.device, runs: Path
     # time from the report of the last warm-up step to the report of the last step.
     t0, s0 = next((t, s) for t, s in marks if s >= WARMUP - 1)
     t1, s1 = marks[-1]
-    return (s1 - s0) * batch / (t1 - t0), ended[-1] - t1
+    return (s1 - s0) * batch / (t1 - t0), ended[-1] - t1, marks[0][0] - called
 
 
 # -- the limit --------------------------------------------------------------------------
@@ -169,6 +171,15 @@ def run_bare(size: int, batch: int, steps: int, device: torch.device) -> float:
 # -- the table ----------------------------------------------------------------------------
 
 
+def measure_compile(size: int, args, device: torch.device, runs: Path) -> dict:
+    """ftui with and without compile = true, one run each: steady-state speed and start-up cost."""
+    batch = args.batch32 if size == 32 else args.batch224
+    plain_ips, _, plain_start = run_ftui(size, batch, args.steps, device, runs)
+    compiled_ips, _, compiled_start = run_ftui(size, batch, args.steps, device, runs, compile=True)
+    return {"size": size, "batch": batch, "plain_ips": plain_ips, "compiled_ips": compiled_ips,
+            "speedup": compiled_ips / plain_ips, "plain_startup_s": plain_start, "compiled_startup_s": compiled_start}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="32,224")
@@ -177,6 +188,7 @@ def main() -> int:
     parser.add_argument("--batch32", type=int, default=128)
     parser.add_argument("--batch224", type=int, default=32)
     parser.add_argument("--json", default=str(REPO / "bench" / "throughput.json"))
+    parser.add_argument("--compile-sizes", default="", help="also measure compile = true at these sizes, e.g. 32")
     args = parser.parse_args()
     device = resolve_device("auto")
     data = load_dataset("cifar10-sample")
@@ -187,7 +199,7 @@ def main() -> int:
         got = {"seed": [], "ftui": [], "bare": [], "ftui_after": []}
         for r in range(args.rounds):
             got["seed"].append(run_seed(size, batch, args.steps, device, data))
-            ips, after = run_ftui(size, batch, args.steps, device, runs)
+            ips, after, _ = run_ftui(size, batch, args.steps, device, runs)
             got["ftui"].append(ips)
             got["ftui_after"].append(after)
             got["bare"].append(run_bare(size, batch, args.steps, device))
@@ -201,12 +213,16 @@ def main() -> int:
     machine = {"device": str(device), "cpu_count": os.cpu_count(), "torch": torch.__version__,
                "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                "date": time.strftime("%Y-%m-%d")}
+    compiled = [measure_compile(int(s), args, device, runs) for s in args.compile_sizes.split(",") if s]
     print(f"\n{machine}")
     print(f"{'size':>5} {'batch':>5} {'seed':>8} {'ftui':>8} {'bare':>8} {'ftui/bare':>10} {'ftui/seed':>10}")
     for r in rows:
         print(f"{r['size']:>5} {r['batch']:>5} {r['seed']:>8.1f} {r['ftui']:>8.1f} {r['bare']:>8.1f} "
               f"{r['ftui_vs_bare']:>10.2f} {r['ftui_vs_seed']:>10.2f}")
-    Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    for c in compiled:
+        print(f"compile at {c['size']}: {c['plain_ips']:.1f} -> {c['compiled_ips']:.1f} img/s "
+              f"({c['speedup']:.2f}x); start-up {c['plain_startup_s']:.1f} s -> {c['compiled_startup_s']:.1f} s")
+    Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows, "compile": compiled}, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0
 

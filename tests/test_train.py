@@ -225,3 +225,23 @@ def test_vgg16_and_vit_b_16_train_through_the_same_function(make_exp, runs_root,
     started = events.of(ev.RunStarted)[0]
     assert started.trainable_units == tuple(trainable)
     assert 0 < started.trainable_params < started.total_params
+
+
+def test_compile_runs_the_steps_through_torch_compile_and_keeps_plain_checkpoint_names(make_exp, runs_root, monkeypatch):
+    calls = []
+
+    class Compiled(torch.nn.Module):  # stands in for torch.compile's wrapper (same "_orig_mod" attribute)
+        def __init__(self, model):
+            super().__init__()
+            self._orig_mod = model
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self._orig_mod(x)
+
+    monkeypatch.setattr(torch, "compile", lambda model: Compiled(model))
+    result = train(make_exp(compile=True, epochs=1), runs_root=runs_root)
+    assert result.status == "finished", result.reason
+    assert calls, "the steps did not go through the compiled module"
+    names = load_file(result.run_dir / "last.safetensors").keys()
+    assert "fc.weight" in names and not any(n.startswith("_orig_mod") for n in names)

@@ -58,6 +58,7 @@ class Experiment:
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     max_steps_per_epoch: int = 0  # 0: the whole training set every epoch
     max_test_images: int = 0  # 0: the whole test set
+    compile: bool = False  # torch.compile the model: faster steps after a one-off compile at the start
 
     def lr_for(self, unit: str) -> float:
         return self.unit_lr.get(unit, self.lr)

@@ -59,7 +59,8 @@ class _Setup:
     exp: Experiment
     device: torch.device
     data: Dataset
-    model: nn.Module
+    model: nn.Module  # the module itself: its state dict is what checkpoints hold
+    forward: nn.Module  # what the steps call: the model, or its torch.compile'd wrapper
     units: tuple[LayerUnit, ...]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -106,8 +107,11 @@ def _prepare(exp: Experiment, from_checkpoint: Path | None = None) -> _Setup:
     augment = Augment(exp.input_size, mean, std, exp.crop_padding, exp.flip, exp.rotation, channels_last)
     generator = torch.Generator(device=device)
     generator.manual_seed(exp.seed)
+    # The compiled wrapper shares the model's parameters; its state dict would prefix every
+    # name with "_orig_mod.", so checkpoints are always taken from the model itself.
+    forward = torch.compile(model) if exp.compile else model
     return _Setup(
-        exp, device, data, model, units, optimizer, make_scheduler(optimizer, exp, steps), augment,
+        exp, device, data, model, forward, units, optimizer, make_scheduler(optimizer, exp, steps), augment,
         test_augment(exp, device), frozen_batchnorms(model, units, exp), generator, steps,
     )
 
@@ -302,7 +306,7 @@ class _Loop:
             idx = order[step * batch : (step + 1) * batch]
             x = s.train_augment.train(s.data.train_images[idx], s.generator)
             with autocast(s.device):
-                loss = F.cross_entropy(s.model(x), s.data.train_labels[idx], label_smoothing=s.exp.label_smoothing)
+                loss = F.cross_entropy(s.forward(x), s.data.train_labels[idx], label_smoothing=s.exp.label_smoothing)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             s.optimizer.step()
@@ -343,7 +347,7 @@ class _Loop:
 
     def _end_epoch(self, epoch: int) -> bool:
         s = self.s
-        result = evaluate(s.model, s.data.test_images, s.data.test_labels, s.eval_augment, s.exp.batch_size * 2, self.stop)
+        result = evaluate(s.forward, s.data.test_images, s.data.test_labels, s.eval_augment, s.exp.batch_size * 2, self.stop)
         if result is None:
             return False
         images = s.steps_per_epoch * s.exp.batch_size
