@@ -73,7 +73,7 @@ def assert_last_checkpoint_good(run_dir: Path, at_least: int) -> int:
 # -- kill -9 ------------------------------------------------------------------
 
 KILLED_MID_WRITE = textwrap.dedent("""
-    import sys, time, threading
+    import sys, time
     from pathlib import Path
     from safetensors.torch import save_file as real_save
     import ftui.engine.checkpoints as c
@@ -85,7 +85,6 @@ KILLED_MID_WRITE = textwrap.dedent("""
     def stalls_mid_write(tensors, path, metadata=None):
         calls.append(path)
         if len(calls) == 4:  # epoch 2's resume state: write half a file, then hang until killed
-            data = open(Path(path).with_name("x"), "wb") if False else None
             with open(path, "wb") as f:
                 f.write(b"\\0" * 4096)
             Path(sys.argv[2]).write_text(str(path))
