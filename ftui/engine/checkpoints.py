@@ -229,6 +229,12 @@ def save_resume_state(
     _atomic_save(tensors, path, metadata)
 
 
+def resume_epoch(path: Path) -> int:
+    """The epoch a resume-state file belongs to, from its header alone."""
+    meta, _ = _read_header(path)
+    return int(meta.get("epoch", -1)) if meta.get("format") == RESUME_FORMAT else -1
+
+
 def load_resume_state(path: Path, optimizer: torch.optim.Optimizer, scheduler) -> tuple[int, dict[str, torch.Tensor]]:
     """Restore optimizer and scheduler in place; return (epoch, rng states)."""
     meta, _ = _read_header(path)

@@ -6,7 +6,8 @@
         metrics.jsonl       one JSON object per line, appended and flushed as it happens
         last.safetensors    model after the latest completed epoch
         best.safetensors    model with the best test accuracy so far
-        resume.safetensors  optimizer, scheduler and RNG state matching last.safetensors
+        resume.safetensors  optimizer, scheduler and RNG state for the latest epoch
+        resume.prev.safetensors  the same for the epoch before (a crash between writes needs it)
 
 Anything that shows a run (the CLI, the TUI, a re-opened ftui) reads these.
 """
@@ -30,6 +31,7 @@ METRICS = "metrics.jsonl"
 LAST = "last.safetensors"
 BEST = "best.safetensors"
 RESUME = "resume.safetensors"
+RESUME_PREVIOUS = "resume.prev.safetensors"  # the epoch before, until last.safetensors catches up
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import time
 import traceback
@@ -31,7 +32,10 @@ from ..errors import FtuiError, RunError
 from . import events as ev
 from .augment import Augment
 from .catalog import experiment_from_dict
-from .checkpoints import cpu_state, load_checkpoint_model, load_resume_state, read_checkpoint, save_model_checkpoint, save_resume_state
+from .checkpoints import (
+    cpu_state, load_checkpoint_model, load_resume_state, read_checkpoint, resume_epoch, save_model_checkpoint,
+    save_resume_state,
+)
 from .data import Dataset, load_dataset
 from .device import autocast, describe_device, device_key, is_out_of_memory, resolve_device, uses_channels_last
 from .evaluation import evaluate, test_augment
@@ -39,7 +43,7 @@ from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
 from .params import apply_trainable, count_params, frozen_batchnorms, make_optimizer, make_scheduler, param_groups, set_train_mode
 from .runs import (
-    BEST, EXPERIMENT, LAST, METRICS, RESUME, DeviceLock, MetricsLog, RunFolder, create_run_dir, now_iso, process_alive,
+    BEST, EXPERIMENT, LAST, METRICS, RESUME, RESUME_PREVIOUS, DeviceLock, MetricsLog, RunFolder, create_run_dir, now_iso, process_alive,
     remove_stale_temporaries,
 )
 
@@ -177,11 +181,26 @@ def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
         raise RunError(f"{folder.path} already finished all {exp.epochs} epochs; there is nothing to resume.")
     if status.get("state") == "running" and process_alive(status):
         raise RunError(f"{folder.path} is still running in process {status['pid']}; stop it before resuming.")
-    if not folder.file(LAST).exists() or not folder.file(RESUME).exists():
+    if not folder.file(LAST).exists() or not (folder.file(RESUME).exists() or folder.file(RESUME_PREVIOUS).exists()):
         raise RunError(
             f"{folder.path} has no completed epoch to resume from (it ended before its first checkpoint). "
             f"Start it again with: ftui run {exp.name}"
         )
+
+
+def _resume_state_for(folder: RunFolder) -> Path:
+    """The resume state of the epoch last.safetensors holds.
+
+    The state is written before last.safetensors and the previous one is kept
+    until then, so a process killed between the two writes still leaves a
+    matching pair.
+    """
+    epoch = read_checkpoint(folder.file(LAST)).epoch
+    for name in (RESUME, RESUME_PREVIOUS):
+        path = folder.file(name)
+        if path.exists() and resume_epoch(path) == epoch:
+            return path
+    raise RunError(f"{folder.path}: no optimizer state matches last.safetensors (epoch {epoch + 1}); cannot resume exactly.")
 
 
 def _restore_rng(setup: _Setup, rng: dict[str, torch.Tensor]) -> None:
@@ -205,9 +224,7 @@ def resume(
         exp = experiment_from_dict(folder.read_experiment(), where=str(folder.file(EXPERIMENT)))
         _check_resumable(folder, exp)
         setup = _prepare(exp, from_checkpoint=folder.file(LAST))
-        epoch, rng = load_resume_state(folder.file(RESUME), setup.optimizer, setup.scheduler)
-        if read_checkpoint(folder.file(LAST)).epoch != epoch:
-            raise RunError(f"{folder.path}: last.safetensors and resume.safetensors are from different epochs; cannot resume exactly.")
+        epoch, rng = load_resume_state(_resume_state_for(folder), setup.optimizer, setup.scheduler)
         _restore_rng(setup, rng)
         lock = _lock_device(setup, folder.path.parent, share_device, exp.name)
     except FtuiError as exc:
@@ -369,7 +386,10 @@ class _Loop:
         rng = {"torch": torch.get_rng_state(), "data": s.generator.get_state()}
         if s.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(s.device)
-        # resume state first: last.safetensors then names an epoch whose state is already on disk.
+        # Resume state first, keeping the previous one: whenever the process dies, the state of
+        # the epoch last.safetensors holds is on disk (see _resume_state_for).
+        if self.folder.file(RESUME).exists():
+            os.replace(self.folder.file(RESUME), self.folder.file(RESUME_PREVIOUS))
         save_resume_state(self.folder.file(RESUME), s.optimizer, s.scheduler, rng, epoch)
         kinds = ["last"]
         if self.best_acc is None or end.test_acc > self.best_acc:

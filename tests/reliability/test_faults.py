@@ -84,7 +84,7 @@ KILLED_MID_WRITE = textwrap.dedent("""
     calls = []
     def stalls_mid_write(tensors, path, metadata=None):
         calls.append(path)
-        if len(calls) == 4:  # epoch 2's resume state: write half a file, then hang until killed
+        if len(calls) == int(sys.argv[3]):  # write half a file, then hang until killed
             with open(path, "wb") as f:
                 f.write(b"\\0" * 4096)
             Path(sys.argv[2]).write_text(str(path))
@@ -96,9 +96,12 @@ KILLED_MID_WRITE = textwrap.dedent("""
 """)
 
 
-def test_kill_9_in_the_middle_of_writing_a_checkpoint(tmp_path):
+# Writes per epoch: resume state, last, best. Call 4 is epoch 2's resume state; call 5 is
+# epoch 2's last.safetensors, after its resume state is on disk: the pair must still match.
+@pytest.mark.parametrize("write", [4, 5])
+def test_kill_9_in_the_middle_of_writing_a_checkpoint(tmp_path, write):
     marker = tmp_path / "writing"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "runs"), str(marker)],
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "runs"), str(marker), str(write)],
                             cwd=REPO, env=env())
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline:
