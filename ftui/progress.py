@@ -7,10 +7,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .engine import events as ev
-
-
-def _fmt_params(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+from .formatting import param_count
 
 
 class ProgressPrinter:
@@ -49,7 +46,7 @@ class ProgressPrinter:
         share = 100 * e.trainable_params / max(e.total_params, 1)
         self.console.print(
             f"[bold]{e.experiment}[/] on {e.device}: {e.train_images} train / {e.test_images} test images, "
-            f"{_fmt_params(e.trainable_params)} of {_fmt_params(e.total_params)} parameters train ({share:.1f}%): "
+            f"{param_count(e.trainable_params)} of {param_count(e.total_params)} parameters train ({share:.1f}%): "
             f"{', '.join(e.trainable_units)}"
         )
         self.console.print(f"run folder: {escape(str(e.run_dir))}")

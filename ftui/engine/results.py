@@ -57,6 +57,13 @@ def short_trainable(model: str, cifar_stem: bool, trainable) -> str:
         units = describe(model, cifar_stem).unit_names
     except (FtuiError, ValueError, TypeError):  # a removed experiment may name a model we cannot build
         return ", ".join(trainable)
+    return summarize_units(trainable, units)
+
+
+def summarize_units(trainable, units) -> str:
+    """'all', 'all but bn1', or the list of trained units: whichever is shorter to read."""
+    if not trainable:
+        return "nothing"
     if set(trainable) >= set(units):
         return "all"
     listed = ", ".join(trainable)

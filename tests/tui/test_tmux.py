@@ -62,7 +62,7 @@ def test_catalog_editor_launch_finish_checkpoints(terminal, tmp_path):
     terminal.keys("Enter")
     terminal.wait_for("edit tiny", "trainable 11.17M")  # the editor on the first entry
     terminal.keys("h")  # only the head trains
-    terminal.wait_for("trainable 5.1K of 11.17M")
+    terminal.wait_for("trainable 5.1k of 11.17M")
     terminal.keys("l")
     screen = terminal.wait_for("finished", "best")  # the run screen, once the run ended
     assert "tiny · cpu" in screen and "epoch 2: test acc" in screen

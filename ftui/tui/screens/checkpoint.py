@@ -15,7 +15,9 @@ from textual.worker import Worker, WorkerState
 from ...engine.checkpoints import CheckpointInfo, read_checkpoint
 from ...engine.compare import UnitMovement, unit_movement
 from ...engine.evaluation import evaluate_checkpoint
+from ...engine.results import summarize_units
 from ...errors import FtuiError
+from ...formatting import param_count
 
 BAR_WIDTH = 24
 EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -53,18 +55,6 @@ def fit(name: str, width: int) -> str:
     return name[:head] + "…" + name[len(name) - (width - 1 - head):]
 
 
-def trained_units(trainable: tuple[str, ...], units: tuple[str, ...]) -> str:
-    """'all', 'all but bn1', or the list: whichever is shorter to read."""
-    if not trainable:
-        return "nothing"
-    frozen = [u for u in units if u not in trainable]
-    return "all" if not frozen else min(",".join(trainable), "all but " + ",".join(frozen), key=len)
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
-
-
 def summary_text(info: CheckpointInfo) -> Text:
     exp, m = info.experiment, info.metrics
     name, folder = exp.get("name", "?"), info.path.parent.name
@@ -80,8 +70,8 @@ def summary_text(info: CheckpointInfo) -> Text:
                     f"{m.get('train_loss', float('nan')):.4f}\n")
     units = tuple(dict.fromkeys(t.unit for t in info.tensors))
     start = "random weights" if exp.get("weights") == "none" else exp.get("weights", "?")
-    text.append(f"trains {trained_units(info.trainable_units, units)} · from {start} · "
-                f"{len(info.classes)} classes · {_count(info.param_count)} values\n")
+    text.append(f"trains {summarize_units(info.trainable_units, units)} · from {start} · "
+                f"{len(info.classes)} classes · {param_count(info.param_count)} values\n")
     # The safetensors version says nothing about the results; the others can.
     versions = {k: v for k, v in info.versions.items() if k != "safetensors"}
     text.append(" · ".join(f"{k} {v}" for k, v in versions.items()), style="dim")
@@ -94,11 +84,11 @@ def movement_rows(moves: list[UnitMovement]) -> list[list]:
     for m in moves:
         state = Text("trained", style="green") if m.trained else Text("frozen", style="dim")
         if m.new:
-            rows.append([m.unit, _count(m.params), state, Text("new", style="bold yellow"),
+            rows.append([m.unit, param_count(m.params), state, Text("new", style="bold yellow"),
                          Text("replaced: no starting weights", style="yellow")])
             continue
         change = Text(f"{100 * m.relative_change:.3g}%", style="" if m.relative_change else "dim")
-        rows.append([m.unit, _count(m.params), state, change, Text(bar(m.relative_change / scale), style="cyan")])
+        rows.append([m.unit, param_count(m.params), state, change, Text(bar(m.relative_change / scale), style="cyan")])
     return rows
 
 

@@ -21,6 +21,7 @@ from ...engine.experiment import OPTIMIZERS, SCHEDULERS, WEIGHTS_NONE, Experimen
 from ...engine.models import LayerUnit, ModelInfo, describe
 from ...engine.weights import is_local_weights, weight_names
 from ...errors import FtuiError
+from ...formatting import param_count
 from .confirm import ConfirmScreen
 
 # (experiment field, label, Input type); the catalog's own checks decide what is in range.
@@ -32,12 +33,6 @@ _PICK_FILE = "<file>"  # the weights Select's "a file..." entry, never a real we
 # Single-letter keys reach the screen only from the table: a focused Input eats them.
 _TABLE_ACTIONS = {"toggle", "edit_lr", "all_trainable", "head_only", "reset", "save"}
 _HINT = "space trains or freezes a unit · enter sets its learning rate · tab: settings"
-
-
-def human(count: int) -> str:
-    if count >= 1_000_000:
-        return f"{count / 1_000_000:.2f}M"
-    return f"{count / 1_000:.1f}K" if count >= 1_000 else str(count)
 
 
 def _positive(value: str) -> bool:
@@ -182,12 +177,12 @@ class EditorScreen(Screen):
             name.append(" head", style="dim italic")
         own = unit.name in self._exp.unit_lr
         lr = Text(f"{self._exp.lr_for(unit.name):g}", style=("bold" if own else "") + ("" if trains else " dim"))
-        return box, name, Text(human(unit.params), justify="right"), lr
+        return box, name, Text(param_count(unit.params), justify="right"), lr
 
     def totals_text(self) -> str:
         total = self.info.total_params
         trainable = sum(u.params for u in self.info.units if u.name in self._exp.trainable)
-        return f"trainable {human(trainable)} of {human(total)} parameters ({100 * trainable / total:.1f}%)"
+        return f"trainable {param_count(trainable)} of {param_count(total)} parameters ({100 * trainable / total:.1f}%)"
 
     def _refresh(self) -> None:
         table = self.query_one(UnitTable)

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
 
 from ...engine.history import RunHistory
 from ...engine.runs import METRICS, MetricsTail, RunFolder, process_alive
+from ...formatting import param_count
 from ..plots import AccuracyPlot, LossPlot
 from .confirm import ConfirmScreen
 
@@ -33,10 +34,6 @@ def _clock(seconds: float | None) -> str:
         return "-"
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 
 class RunScreen(Screen):
@@ -136,8 +133,8 @@ class RunScreen(Screen):
             return
         spe, epochs = h.steps_per_epoch, h.total_epochs
         self.query_one("#title", Label).update(
-            f"{start.get('experiment')} · {start.get('device')} · {_params(start.get('trainable_params', 0))} of "
-            f"{_params(start.get('total_params', 0))} parameters train · {self._state()}"
+            f"{start.get('experiment')} · {start.get('device')} · {param_count(start.get('trainable_params', 0))} of "
+            f"{param_count(start.get('total_params', 0))} parameters train · {self._state()}"
         )
         done = (h.global_step + 1) if h.global_step >= 0 else start.get("start_epoch", 0) * spe
         if h.state == "finished":
