@@ -6,11 +6,13 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.drivers.linux_driver import LinuxDriver
 
 from ..engine.catalog import Catalog, load_catalog
 from ..engine.experiment import Experiment
 from ..engine.runs import RunFolder, list_runs
 from ..errors import FtuiError
+from .driver import PromptEscapeDriver
 from .run_controller import RunController
 from .screens.confirm import ConfirmScreen
 
@@ -31,6 +33,11 @@ class FtuiApp(App):
         self.catalog_error: str | None = None
         self.queued: Experiment | None = None
         self.reload_catalog()
+
+    def get_driver_class(self):
+        driver = super().get_driver_class()
+        # Only where Textual would use its LinuxDriver (not on Windows, not with TEXTUAL_DRIVER set).
+        return PromptEscapeDriver if driver is LinuxDriver else driver
 
     # -- catalog -------------------------------------------------------------
 

@@ -68,10 +68,13 @@ class CatalogScreen(Screen):
             return
         best = best_measured(list_runs(self.app.runs_root))
         if [str(k.value) for k in table.rows] == list(catalog.names):
-            # Same experiments: only the measured column can have changed. Updating cells in
-            # place keeps going back to this screen cheap.
+            # Same experiments: only the measured column can have changed. Each update_cell
+            # throws away the table's rendered lines, so only cells that changed are touched:
+            # going back to this screen then repaints from cache.
             for exp in catalog.experiments:
-                table.update_cell(exp.name, "ftui", self._cells(exp, best.get(exp.name))[-1])
+                cell = self._measured_cell(best.get(exp.name))
+                if table.get_cell(exp.name, "ftui") != cell:
+                    table.update_cell(exp.name, "ftui", cell)
             self._describe()
             return
         row = table.cursor_row
@@ -89,8 +92,11 @@ class CatalogScreen(Screen):
         if len(trains) > TRAINS_WIDTH:  # the description line below spells it out
             trains = trains[: TRAINS_WIDTH - 1] + "…"
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
-        got = Text(f"{measured:.1f}" if measured is not None else "-", style="bold" if measured is not None else "dim")
-        return [exp.name, size, trains, str(exp.epochs), ref, got]
+        return [exp.name, size, trains, str(exp.epochs), ref, CatalogScreen._measured_cell(measured)]
+
+    @staticmethod
+    def _measured_cell(measured: float | None) -> Text:
+        return Text(f"{measured:.1f}" if measured is not None else "-", style="bold" if measured is not None else "dim")
 
     def _selected(self):
         catalog = self.app.catalog
@@ -106,7 +112,9 @@ class CatalogScreen(Screen):
             stem = ", CIFAR stem" if exp.cifar_stem else ""
             text = (f"{exp.description}\n{exp.model}{stem}, trains {', '.join(exp.trainable)}; weights {exp.weights}, "
                     f"{exp.dataset}, lr {exp.lr:g}, batch {exp.batch_size}")
-        self.query_one("#description", Static).update(text)
+        description = self.query_one("#description", Static)
+        if description.content != text:  # an unchanged update would still re-lay-out the screen
+            description.update(text)
 
     def on_data_table_row_highlighted(self, _event) -> None:
         self._describe()
