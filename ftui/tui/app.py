@@ -6,13 +6,11 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.drivers.linux_driver import LinuxDriver
 
 from ..engine.catalog import Catalog, load_catalog
 from ..engine.experiment import Experiment
 from ..engine.runs import RunFolder, list_runs
 from ..errors import FtuiError
-from .driver import PromptEscapeDriver
 from .run_controller import RunController
 from .screens.confirm import ConfirmScreen
 
@@ -36,8 +34,13 @@ class FtuiApp(App):
 
     def get_driver_class(self):
         driver = super().get_driver_class()
-        # Only where Textual would use its LinuxDriver (not on Windows, not with TEXTUAL_DRIVER set).
-        return PromptEscapeDriver if driver is LinuxDriver else driver
+        # Only where Textual would use its LinuxDriver (not on Windows, where importing it fails,
+        # and not with TEXTUAL_DRIVER set).
+        if driver.__module__ != "textual.drivers.linux_driver" or driver.__name__ != "LinuxDriver":
+            return driver
+        from .driver import PromptEscapeDriver
+
+        return PromptEscapeDriver
 
     # -- catalog -------------------------------------------------------------
 
