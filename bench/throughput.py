@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from ftui.engine import events as ev  # noqa: E402
 from ftui.engine.catalog import experiment_from_dict  # noqa: E402
 from ftui.engine.data import load_dataset  # noqa: E402
-from ftui.engine.device import autocast, resolve_device, uses_channels_last  # noqa: E402
+from ftui.engine.device import autocast, resolve_device, tune_for, uses_channels_last  # noqa: E402
 from ftui.engine.experiment import NORMALIZATIONS  # noqa: E402
 from ftui.engine.models import describe  # noqa: E402
 from ftui.engine.train import train  # noqa: E402
@@ -388,6 +388,9 @@ def print_notes(rows: list[dict], device: torch.device, peak: float | None) -> N
 
 def main() -> int:
     device = resolve_device("auto")
+    # ftui turns on cuDNN's autotuner and TF32 for its runs; these are process-wide, so all three
+    # loops get them from the start and the comparison is of the loops, not of those settings.
+    tune_for(device)
     data = load_dataset("cifar10-sample")
     args = parse_args(device, len(data.train_images))
     peak = args.peak_tflops or (peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)

@@ -46,6 +46,19 @@ def uses_channels_last(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
+def tune_for(device: torch.device) -> None:
+    """Process-wide settings that make training on this device faster.
+
+    On CUDA, cuDNN times its convolution algorithms once per input shape and keeps the
+    fastest: a run's shapes never change (the last partial batch of an epoch is dropped).
+    Its choice, like cuDNN's default algorithms, is not bit-reproducible from run to run.
+    TF32 speeds up the float32 matmuls left outside bf16 autocast.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"

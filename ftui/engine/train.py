@@ -37,7 +37,15 @@ from .checkpoints import (
     save_resume_state,
 )
 from .data import Dataset, load_dataset
-from .device import autocast, describe_device, device_key, is_out_of_memory, resolve_device, uses_channels_last
+from .device import (
+    autocast,
+    describe_device,
+    device_key,
+    is_out_of_memory,
+    resolve_device,
+    tune_for,
+    uses_channels_last,
+)
 from .evaluation import evaluate, test_augment
 from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
@@ -95,6 +103,7 @@ def _load_data(exp: Experiment, device: torch.device) -> Dataset:
 
 def _prepare(exp: Experiment, from_checkpoint: Path | None = None) -> _Setup:
     device = resolve_device(exp.device)
+    tune_for(device)
     torch.manual_seed(exp.seed)
     data = _load_data(exp, device)
     if from_checkpoint is None:
