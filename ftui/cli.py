@@ -169,6 +169,9 @@ def run_tui(args) -> int:
     try:
         app.run()
     finally:
+        # Frozen objects are never freed, even at exit, and triton's bindings then print a
+        # "leaked instances" report into the terminal: let the exit collect them again.
+        gc.unfreeze()
         if app.controller.busy:
             where = f"; its run folder is {app.controller.run_dir}" if app.controller.run_dir else ""
             _say(f"{app.controller.experiment} goes on training until it ends{where}. Ctrl-C stops it.")
