@@ -12,7 +12,6 @@ import gc
 import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .engine.stop import StopRequest
 from .errors import FtuiError
 
 DEFAULT_CATALOG = "experiments.toml"
@@ -61,13 +61,20 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+SIGNAL_REASONS = {
+    signal.SIGINT: "by SIGINT (Ctrl-C)",
+    signal.SIGTERM: "by SIGTERM",
+    signal.SIGHUP: "because the terminal closed (SIGHUP)",
+}
+
+
+def _stop_on_signals(stop: StopRequest) -> None:
     """Ctrl-C, SIGTERM and a dropped SSH session (SIGHUP) stop the run cleanly after the current step."""
 
     def handler(signum, _frame):
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        stop.set()
+        stop.request(SIGNAL_REASONS[signum])
         try:
             err.print(f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to abort)...")
         except Exception:
@@ -81,7 +88,7 @@ def _drive(start) -> int:
     """Run a training function with a progress bar and turn its result into an exit code."""
     from .progress import ProgressPrinter
 
-    stop = threading.Event()
+    stop = StopRequest()
     _stop_on_signals(stop)
     with ProgressPrinter(out) as printer:
         result = start(printer, stop)
@@ -156,8 +163,8 @@ def run_tui(args) -> int:
     def terminal_gone(_signum, _frame):
         app.exit()
 
-    def terminate(_signum, _frame):
-        app.controller.request_stop()
+    def terminate(signum, _frame):
+        app.controller.request_stop(SIGNAL_REASONS[signum])
         app.exit()
 
     signal.signal(signal.SIGHUP, terminal_gone)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from ftui.engine import events as ev
 from ftui.engine.runs import RunFolder
+from ftui.engine.stop import StopRequest
 from ftui.engine.train import resume, train
 
 
@@ -92,7 +93,17 @@ def test_stop_mid_run_keeps_the_last_good_checkpoint(make_exp, runs_root):
     stopped = events.of(ev.Stopped)[0]
     assert stopped.last_checkpoint == result.run_dir / "last.safetensors"
     status = RunFolder(result.run_dir).read_status()
-    assert status["state"] == "stopped" and status["epochs_done"] == 1 and "stopped" in status["reason"]
+    assert status["state"] == "stopped" and status["epochs_done"] == 1
+    assert status["reason"] == "by request after 1 of 3 epochs"  # a plain Event says nothing more
+
+
+def test_a_stop_request_says_who_asked(make_exp, runs_root):
+    stop = StopRequest()
+    events = Recorder(lambda e: stop.request("by SIGTERM") if isinstance(e, ev.Step) else None)
+    result = train(make_exp(epochs=2, max_steps_per_epoch=2), events, stop, runs_root=runs_root)
+    stop.request("by a second, later request")  # the first reason is the one kept
+    assert result.reason == "by SIGTERM after 0 of 2 epochs" == RunFolder(result.run_dir).read_status()["reason"]
+    assert stop.why == "by SIGTERM"
 
 
 def test_nan_loss_fails_the_run_with_a_reason(make_exp, runs_root):

@@ -37,6 +37,7 @@ from .checkpoints import (
     save_resume_state,
 )
 from .data import Dataset, load_dataset
+from .stop import stop_reason
 from .device import (
     autocast,
     describe_device,
@@ -437,7 +438,7 @@ class _Loop:
         return self._result("finished")
 
     def _stopped(self) -> ev.RunResult:
-        reason = f"stopped by request after {self.epochs_done} of {self.s.exp.epochs} epochs"
+        reason = stop_reason(self.stop, self.epochs_done, self.s.exp.epochs)
         self._close_status("stopped", reason)
         last = self.folder.file(LAST)
         self.emit(ev.Stopped(self.folder.path, self.epochs_done, last if last.exists() else None))

@@ -141,7 +141,7 @@ class FtuiApp(App):
 
     def _stop_and_quit(self, ok: bool) -> None:
         if ok:
-            self.controller.request_stop()
+            self.controller.request_stop("because ftui was quit")
             self.exit()
 
     def get_system_commands(self, screen):

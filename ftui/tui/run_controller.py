@@ -19,6 +19,7 @@ import torch
 
 from ..engine import events as ev
 from ..engine.experiment import Experiment
+from ..engine.stop import StopRequest
 from ..engine.train import resume, train
 
 
@@ -28,7 +29,7 @@ class RunController:
     def __init__(self, runs_root: Path):
         self.runs_root = runs_root
         self.thread: threading.Thread | None = None
-        self.stop_event = threading.Event()
+        self.stop_event = StopRequest()
         self.events: deque[ev.Event] = deque(maxlen=10_000)
         self.run_dir: Path | None = None
         self.experiment: str = ""
@@ -45,8 +46,8 @@ class RunController:
     def resume(self, run_dir: Path, experiment: str, device: str) -> None:
         self._launch(experiment, lambda: resume(run_dir, self._on_event, self.stop_event), device)
 
-    def request_stop(self) -> None:
-        self.stop_event.set()
+    def request_stop(self, why: str) -> None:
+        self.stop_event.request(why)
 
     def wait(self, timeout: float | None = None) -> None:
         if self.thread is not None:
@@ -55,7 +56,7 @@ class RunController:
     def _launch(self, experiment: str, run, device: str) -> None:
         if self.busy:
             raise RuntimeError("a run is already in progress")
-        self.stop_event = threading.Event()
+        self.stop_event = StopRequest()
         self.events.clear()
         self.run_dir, self.failure, self.result, self.experiment = None, None, None, experiment
         threads = torch.get_num_threads()

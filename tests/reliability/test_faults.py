@@ -226,8 +226,9 @@ def test_disk_full_everywhere_still_ends_without_an_exception(monkeypatch, tmp_p
 # -- signals --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_signals_stop_a_cli_run_cleanly(tmp_path, sig):
+@pytest.mark.parametrize("sig, why", [(signal.SIGINT, "by SIGINT (Ctrl-C)"), (signal.SIGTERM, "by SIGTERM"),
+                                      (signal.SIGHUP, "because the terminal closed (SIGHUP)")])
+def test_signals_stop_a_cli_run_cleanly(tmp_path, sig, why):
     catalog = catalog_file(tmp_path)
     proc = start_cli(tmp_path, "run", "long", "--catalog", str(catalog))
     run_dir = wait_for_epochs(tmp_path / "checkpoints", 1)
@@ -236,6 +237,7 @@ def test_signals_stop_a_cli_run_cleanly(tmp_path, sig):
     assert proc.returncode == 130 and "Traceback" not in out
     status = RunFolder(run_dir).read_status()
     assert status["state"] == "stopped" and 1 <= status["epochs_done"] < 200
+    assert status["reason"].startswith(f"{why} after ")  # the run folder says what stopped it
     assert_last_checkpoint_good(run_dir, at_least=1)
 
 
@@ -281,6 +283,8 @@ def test_signals_during_a_tui_run(tmp_path, sig, expected):
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     status = RunFolder(run_dir).read_status()
     assert status["state"] == expected, status
+    if expected == "stopped":
+        assert f"by {sig.name}" in status["reason"], status  # kill -INT, not a key: Ctrl-C is a key in the TUI
     assert_last_checkpoint_good(run_dir, at_least=1)
 
 

@@ -55,7 +55,7 @@ def app(tui_catalog, tui_runs):
 
     app = make_app(tui_catalog, tui_runs)
     yield app
-    app.controller.request_stop()
+    app.controller.request_stop("by the test")
     app.controller.wait(60)
 
 

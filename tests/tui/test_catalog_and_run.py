@@ -96,6 +96,7 @@ async def test_stop_asks_then_stops_within_a_step(app):
         assert app.controller.result.status == "stopped"
         status = json.loads((app.controller.run_dir / "status.json").read_text())
         assert status["state"] == "stopped" and status["epochs_done"] < 500
+        assert status["reason"].startswith("from the workbench after ")
 
 
 async def test_a_second_launch_asks_to_queue(app):
@@ -108,7 +109,7 @@ async def test_a_second_launch_asks_to_queue(app):
         assert isinstance(app.screen, ConfirmScreen) and "Queue" in str(app.screen.query_one("#yes").label)
         await pilot.press("y")
         assert app.queued is not None and app.queued.name == "tiny"
-        app.controller.request_stop()
+        app.controller.request_stop("by the test")
 
 
 async def test_quitting_during_a_run_asks_first(app):
@@ -120,7 +121,7 @@ async def test_quitting_during_a_run_asks_first(app):
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         assert app.controller.busy and isinstance(app.screen, RunScreen)
-        app.controller.request_stop()
+        app.controller.request_stop("by the test")
 
 
 async def test_the_curves_of_a_finished_run(app, tui_runs):

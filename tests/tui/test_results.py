@@ -54,7 +54,7 @@ def results_app(tui_catalog, tui_runs):
              model="resnet18", input_size=32, trainable=["fc"])
     app = make_app(tui_catalog, tui_runs)
     yield app
-    app.controller.request_stop()
+    app.controller.request_stop("by the test")
 
 
 async def open_results(pilot) -> ResultsScreen:

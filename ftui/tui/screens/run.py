@@ -193,7 +193,7 @@ class RunScreen(Screen):
 
     def _stop(self, ok: bool) -> None:
         if ok:
-            self.app.controller.request_stop()
+            self.app.controller.request_stop("from the workbench")
             self.query_one(RichLog).write("stopping after the current step…")
 
     def _other_process(self) -> int | None:
