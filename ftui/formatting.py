@@ -1,4 +1,6 @@
-"""How ftui writes numbers for people, the same in the CLI and the workbench."""
+"""How ftui writes numbers for people, the same in the CLI, the workbench and the exports."""
+
+import math
 
 
 def param_count(n: int) -> str:
@@ -6,3 +8,16 @@ def param_count(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1e6:.2f}M"
     return f"{n / 1e3:.1f}k" if n >= 1_000 else str(n)
+
+
+def duration(seconds: float | None) -> str:
+    """7s, 2m05s, 1h02m: short enough for a table at 80 columns, never read as a time of day;
+    "" when there is none."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

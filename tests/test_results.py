@@ -13,7 +13,6 @@ from ftui.engine.catalog import load_catalog
 from ftui.engine.results import (
     CSV_HEADER,
     export_results,
-    format_seconds,
     results_table,
     short_trainable,
     summary,
@@ -21,6 +20,7 @@ from ftui.engine.results import (
     to_markdown,
 )
 from ftui.engine.runs import list_runs
+from ftui.formatting import duration
 from tests.conftest import REPO
 
 TABLE_1 = [80.9, 68.2, 88.4, 89.3, 89.8, 89.0, 92.7, 92.5, 89.3, 90.9, 93.7, 94.1, 96.3, 90.5, 95.1, 98.4]
@@ -123,7 +123,8 @@ def test_trainable_in_short(catalog):
 
 
 def test_run_time_as_h_mm_ss():
-    assert format_seconds(3725.4) == "1:02:05" and format_seconds(None) == "" and format_seconds(59.6) == "0:01:00"
+    assert duration(3725.4) == "1h02m" and duration(None) == "" and duration(59.6) == "1m00s" and duration(7.2) == "7s"
+    assert duration(float("nan")) == "" and duration(-1.0) == ""  # a duration that went backwards has no duration
 
 
 def test_summary_counts_report_rows(catalog, runs):
@@ -138,9 +139,9 @@ def test_markdown(catalog, runs):
     assert lines[0].startswith("| experiment | model | input | trainable | report % | ftui % | diff |")
     assert set(lines[1]) <= set("|-")
     fc = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert fc == ["fc", "resnet18", "32x32", "fc", "80.9", "82.25", "+1.35", "1:02:05", "2", "fc-2"]
+    assert fc == ["fc", "resnet18", "32x32", "fc", "80.9", "82.25", "+1.35", "1h02m", "2", "fc-2"]
     fft = [c.strip() for c in lines[3].strip("|").split("|")]
-    assert fft[4:8] == ["93.7", "90.00", "-3.70", "0:10:00"]
+    assert fft[4:8] == ["93.7", "90.00", "-3.70", "10m00s"]
     unmeasured = [c.strip() for c in lines[4].strip("|").split("|")]
     assert unmeasured[5:] == ["", "", "", "0", ""]
     assert "gone (not in catalog)" in text

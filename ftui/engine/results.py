@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FtuiError
+from ..formatting import duration
 from .catalog import Catalog
 from .models import describe
 from .runs import RunFolder, RunSummary
@@ -110,14 +111,6 @@ def results_table(catalog: Catalog, runs: list[RunSummary]) -> list[ResultRow]:
 # --- formatting ---------------------------------------------------------------------
 
 
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
 def format_acc(value: float | None, signed: bool = False) -> str:
     if value is None:
         return ""
@@ -137,7 +130,7 @@ def _cells(row: ResultRow) -> list[str]:
     name = row.experiment if row.in_catalog else f"{row.experiment} (not in catalog)"
     reference = "" if row.reference is None else f"{row.reference:.1f}"
     return [name, row.model, size, row.trains, reference, format_acc(row.measured),
-            format_acc(row.difference, signed=True), format_seconds(row.seconds), str(row.runs), row.run]
+            format_acc(row.difference, signed=True), duration(row.seconds), str(row.runs), row.run]
 
 
 def to_markdown(rows: list[ResultRow]) -> str:

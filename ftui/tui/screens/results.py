@@ -9,7 +9,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ...engine.results import ResultRow, export_results, format_seconds, results_table, summary
+from ...engine.results import ResultRow, export_results, results_table, summary
+from ...formatting import duration
 from ...engine.runs import list_runs
 
 # At 80 columns: the longest Table-1 name, and what is left for trains. Longer values are cut;
@@ -42,7 +43,7 @@ def _cells(row: ResultRow, trains_width: int) -> list:
     # Text, not str: cells are never read as markup. ftui's accuracy keeps 2 decimals, as measured.
     name = Text(_cut(row.experiment, NAME_WIDTH), style="" if row.in_catalog else "italic")
     return [name, _number(row.reference, ".1f"), _number(row.measured, ".2f"), _diff(row),
-            Text(format_seconds(row.seconds), justify="right"), Text(str(row.runs), justify="right"),
+            Text(duration(row.seconds), justify="right"), Text(str(row.runs), justify="right"),
             Text(_cut(row.trains, trains_width)), Text(row.model), Text(str(row.input_size or ""), justify="right")]
 
 

@@ -22,18 +22,11 @@ from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
 
 from ...engine.history import RunHistory
 from ...engine.runs import METRICS, MetricsTail, RunFolder, process_alive
-from ...formatting import param_count
+from ...formatting import duration, param_count
 from ..plots import AccuracyPlot, LossPlot
 from .confirm import ConfirmScreen
 
 REFRESH_SECONDS = 0.25
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class RunScreen(Screen):
@@ -156,7 +149,7 @@ class RunScreen(Screen):
         parts = [f"epoch {min(h.epoch + 1, epochs)}/{epochs}", f"step {h.step + 1}/{spe}"]
         if h.state == "running" and h.images_per_sec:
             remaining = max(epochs * spe - done, 0) * batch / h.images_per_sec
-            parts += [f"{h.images_per_sec:.0f} img/s", f"elapsed {_clock(elapsed)}", f"ETA {_clock(remaining)}"]
+            parts += [f"{h.images_per_sec:.0f} img/s", f"elapsed {duration(elapsed) or '-'}", f"ETA {duration(remaining) or '-'}"]
         else:
             parts += [f"best {h.best_acc:.2f}%" if h.best_acc is not None else "no epoch completed"]
         memory = self._gpu_memory()

@@ -16,23 +16,13 @@ from textual.worker import Worker, WorkerState
 
 from ...engine.runs import BEST, LAST, RunFolder, RunSummary, list_runs
 from ...errors import FtuiError
+from ...formatting import duration
 from .checkpoint import CheckpointScreen, error_text, evaluation_text
 
 REFRESH_SECONDS = 2.0
 COLUMNS = (("", "mark"), ("started", "started"), ("experiment", "exp"), ("state", "state"), ("best", "best"),
            ("epochs", "epochs"), ("time", "time"), ("reason", "reason"))
 STATE_STYLES = {"finished": "green", "running": "cyan", "stopped": "yellow", "failed": "red", "interrupted": "red"}
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def run_seconds(run: RunSummary) -> float | None:
@@ -120,7 +110,7 @@ class RunsScreen(Screen):
             return  # under another screen: on_screen_resume catches up
         runs = list_runs(self.app.runs_root)
         if runs == self.runs and not force and not any(r.state == "running" for r in runs):
-            return  # unchanged (and no running clock to advance): skip the redraw
+            return  # unchanged (and no running duration to advance): skip the redraw
         self.runs = runs
         self.marked &= {r.path for r in runs}
         table = self.query_one(DataTable)
@@ -139,7 +129,7 @@ class RunsScreen(Screen):
         best = f"{run.best_acc:.2f}" if run.best_acc is not None else "-"
         mark = Text("●", style="bold magenta") if run.path in self.marked else ""
         return [mark, started(run), run.experiment, state_text(run.state), best,
-                f"{run.epochs_done}/{run.epochs}", duration(run_seconds(run)), run.reason]
+                f"{run.epochs_done}/{run.epochs}", duration(run_seconds(run)) or "-", run.reason]
 
     def _reason_width(self, cells: list[list]) -> int:
         """What the other columns leave for the reason: the table never scrolls sideways."""
