@@ -68,7 +68,7 @@ def plot_redraws(seconds: float) -> tuple[int, int]:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         lines = screen().splitlines()
-        plot, step = "\n".join(lines[5:-7]), next((l for l in lines if "step " in l and "img/s" in l), "")
+        plot, step = "\n".join(lines[5:-7]), next((line for line in lines if "step " in line and "img/s" in line), "")
         step = step.split("step ")[1].split(" ")[0] if step else None
         plots += last_plot is not None and plot != last_plot
         steps += last_step is not None and step != last_step

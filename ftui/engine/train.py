@@ -37,7 +37,6 @@ from .checkpoints import (
     save_resume_state,
 )
 from .data import Dataset, load_dataset
-from .stop import stop_reason
 from .device import (
     autocast,
     describe_device,
@@ -55,6 +54,7 @@ from .runs import (
     BEST, EXPERIMENT, LAST, METRICS, RESUME, RESUME_PREVIOUS, DeviceLock, MetricsLog, RunFolder, create_run_dir, now_iso, process_alive,
     remove_stale_temporaries,
 )
+from .stop import stop_reason
 
 REPORT_INTERVAL = 0.25  # seconds between step reports (and host syncs)
 

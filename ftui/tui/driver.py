@@ -30,6 +30,7 @@ ESC = "\x1b"
 IDLE_WAIT = 0.1  # Textual's own: how often the loop checks for exit when no key comes
 ESC_WAIT = 0.005  # while an ESC is pending, look at the clock this often
 
+
 class InputLoop:
     """Decodes and parses terminal input; knows when a timeout may be pending."""
 

@@ -10,8 +10,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ...engine.results import ResultRow, export_results, results_table, summary
-from ...formatting import duration
 from ...engine.runs import list_runs
+from ...formatting import duration
 
 # At 80 columns: the longest Table-1 name, and what is left for trains. Longer values are cut;
 # the line below the table spells out the highlighted row. Model and input come last: the name mostly says them.
