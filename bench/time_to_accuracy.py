@@ -27,7 +27,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -39,11 +38,11 @@ sys.path.insert(0, str(REPO))
 
 from ftui.engine import events as ev  # noqa: E402
 from ftui.engine.catalog import load_catalog  # noqa: E402
-from ftui.engine.data import default_data_dir  # noqa: E402
+from ftui.engine.data import cifar10_root  # noqa: E402
 from ftui.engine.device import describe_device, resolve_device  # noqa: E402
 from ftui.engine.experiment import WEIGHTS_NONE, Experiment  # noqa: E402
 from ftui.engine.train import train  # noqa: E402
-from ftui.engine.weights import hub_checkpoint_dir, is_local_weights  # noqa: E402
+from ftui.engine.weights import cached_weights_path, is_local_weights  # noqa: E402
 from ftui.errors import FtuiError  # noqa: E402
 
 
@@ -62,7 +61,7 @@ def cifar10_missing(exp: Experiment) -> str | None:
     """
     if exp.dataset != "cifar10":
         return None
-    root = Path(exp.data_dir).expanduser() if exp.data_dir else default_data_dir()
+    root = cifar10_root(exp.data_dir)
     batches = [(root / CIFAR10.base_folder / name, md5) for name, md5 in CIFAR10.train_list + CIFAR10.test_list]
     if all(check_integrity(str(path), md5) for path, md5 in batches):
         return None
@@ -81,8 +80,8 @@ def weights_missing(exp: Experiment) -> str | None:
     if is_local_weights(exp.weights):
         path = Path(exp.weights).expanduser()
         return None if path.is_file() else f"The weights file {path} does not exist: put it there or change weights"
-    url = torchvision.models.get_model_weights(exp.model)[exp.weights].url
-    target = hub_checkpoint_dir() / os.path.basename(urlparse(url).path)
+    entry = torchvision.models.get_model_weights(exp.model)[exp.weights]
+    url, target = entry.url, cached_weights_path(entry)
     if target.is_file():
         return None
     return (f"Pretrained weights {exp.model} {exp.weights} are not in {target.parent}: put {target.name} there, "

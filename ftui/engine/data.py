@@ -104,8 +104,13 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("FTUI_DATA_DIR") or "~/.cache/ftui/data").expanduser()
 
 
+def cifar10_root(data_dir: str) -> Path:
+    """The folder CIFAR-10 is read from: the experiment's data_dir, else the default."""
+    return Path(data_dir).expanduser() if data_dir else default_data_dir()
+
+
 def _load_cifar10(data_dir: str) -> Dataset:
-    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    root = cifar10_root(data_dir)
     try:
         # download=True also verifies the md5 of every batch file on each load.
         train = datasets.CIFAR10(root, train=True, download=True)

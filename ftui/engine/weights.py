@@ -41,6 +41,11 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def cached_weights_path(entry) -> Path:
+    """Where torchvision keeps (or would download) a pretrained weights entry's file."""
+    return hub_checkpoint_dir() / os.path.basename(urlparse(entry.url).path)
+
+
 def _pretrained(model_name: str, weights: str):
     names = weight_names(model_name)
     if weights not in names:
@@ -54,8 +59,8 @@ def _pretrained(model_name: str, weights: str):
 
 def _download(model_name: str, weights: str) -> dict[str, torch.Tensor]:
     entry = _pretrained(model_name, weights)
-    folder = hub_checkpoint_dir()
-    filename = os.path.basename(urlparse(entry.url).path)
+    cached = cached_weights_path(entry)
+    folder, filename = cached.parent, cached.name
     try:
         # torchvision's own loader: uses the hub cache, downloads on a miss, checks the hash.
         return entry.get_state_dict(progress=True, check_hash=True, weights_only=True)
