@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from .weights import mismatch_report, shape_mismatch, state_fits
 
 FORMAT = "ftui-checkpoint/1"
 RESUME_FORMAT = "ftui-resume/1"
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def versions() -> dict:
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        _save_file(tensors, tmp, metadata)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -93,6 +95,20 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    # safetensors reports a failed write (disk full, file too large, no permission) as SafetensorError with
+    # the OS error in its message. The engine treats every failed write as OSError, so a full disk fails
+    # the run with "free disk space, then resume" instead of an internal error.
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except SafetensorError as exc:
+        found = _OS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,14 +1,17 @@
 """Faults: each leaves the previous good checkpoint loadable and the run's status true.
 
 Process kills and signals run the real CLI (or the TUI in tmux) in a subprocess;
-disk-full is injected as OSError(ENOSPC) from the writes themselves.
+disk-full comes from the real writers: safetensors under a file-size limit, or
+the error safetensors raised when CI's disk really filled up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ftui.engine import checkpoints as checkpoints_module
@@ -166,24 +170,38 @@ def test_kill_9_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
 # -- disk full ----------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Writes past ``limit`` bytes fail with EFBIG in the OS, the way a full disk fails them with ENOSPC."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
 def test_disk_full_while_writing_a_checkpoint(monkeypatch, tmp_path):
     real, calls = checkpoints_module.save_file, []
 
     def fills_up(tensors, path, metadata=None):
         calls.append(path)
-        if len(calls) >= 4:  # epoch 2: the disk is full
-            with open(path, "wb") as f:
-                f.write(b"\0" * 1024)
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(tensors, path, metadata=metadata)
+        if len(calls) < 4:
+            return real(tensors, path, metadata=metadata)
+        with file_size_limit(1024):  # epoch 2: the real safetensors write fails in the OS
+            real(tensors, path, metadata=metadata)
 
     monkeypatch.setattr(checkpoints_module, "save_file", fills_up)
     exp = experiment_from_dict({**TINY, "epochs": 3}, where="test")
     result = train(exp, runs_root=tmp_path)
-    assert result.status == "failed" and "No space left on device" in result.reason and "ftui resume" in result.reason
+    assert result.status == "failed", result.reason
+    assert "File too large" in result.reason and "Free disk space" in result.reason and "ftui resume" in result.reason
     assert RunFolder(result.run_dir).read_status()["state"] == "failed"
+    assert not (result.run_dir / "error.log").exists()  # a full disk is not an internal error
     assert assert_last_checkpoint_good(result.run_dir, at_least=1) == 0
-    assert not list(result.run_dir.glob(".*.tmp"))  # the partial write was removed
+    assert not list(result.run_dir.glob(".*tmp*"))  # the partial write was removed
     monkeypatch.setattr(checkpoints_module, "save_file", real)  # space was freed
     assert resume(result.run_dir).status == "finished"
 
@@ -218,9 +236,11 @@ def test_disk_full_everywhere_still_ends_without_an_exception(monkeypatch, tmp_p
 
     real_text = runs_module.atomic_write_text
     monkeypatch.setattr(runs_module, "atomic_write_text", full)
-    monkeypatch.setattr(checkpoints_module, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    # What safetensors raised when CI's disk filled up.
+    full_disk = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    monkeypatch.setattr(checkpoints_module, "save_file", lambda *a, **k: (_ for _ in ()).throw(full_disk))
     result = train(exp, runs_root=tmp_path)
-    assert result.status == "failed"
+    assert result.status == "failed" and "No space left on device" in result.reason
 
 
 # -- signals --------------------------------------------------------------------
