@@ -7,13 +7,16 @@ VGG16, ViT_B_16; on a CPU ResNet18 alone unless --models says otherwise) at
 alternating round by round so machine noise hits all three alike:
 
   seed  - the report's way: torchvision transforms on PIL images, a DataLoader
-          with workers, a plain loop that reads loss.item() every step;
+          with workers, a plain loop that reads loss.item() every step, in
+          float32 with PyTorch's default layout and backend settings, as a
+          person writes it (--seed-as-ftui gives it ftui's layout and precision);
   ftui  - ftui's own train() (events, metrics log, device-side augmentation), timed over
           its second epoch of --steps steps, the first being its warm-up;
   bare  - forward/backward/step on tensors prepared in advance: the limit.
 
     .venv/bin/python bench/throughput.py [--sizes 32,224] [--models resnet18,vgg16,vit_b_16]
         [--batch224 resnet18=256,vgg16=128] [--steps 6] [--rounds 3] [--peak-tflops 989.4] [--compile-sizes 32]
+        [--seed-as-ftui]
 
 Prints a table of median images/s, the ratios, the training FLOPs per image,
 the FLOP/s ftui and the bare step achieve and, on CUDA, their share of the
@@ -23,6 +26,7 @@ GPU's peak dense bf16 FLOP/s; writes them as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -81,13 +85,25 @@ def recipe(model: str, size: int) -> dict:
     return {"cifar_stem": False, "crop_padding": 0, "flip": True, "rotation": 10.0, "weight_decay": weight_decay}
 
 
-def make_model(name: str, size: int, device: torch.device) -> torch.nn.Module:
+def make_model(name: str, size: int, device: torch.device, tuned: bool = True) -> torch.nn.Module:
+    """The network; `tuned` lays it out as ftui does (channels_last), else as a plain loop leaves it."""
     model = torchvision.models.get_model(name, weights=None, num_classes=10)
     if recipe(name, size)["cifar_stem"]:
         model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         model.maxpool = torch.nn.Identity()
-    fmt = torch.channels_last if uses_channels_last(device) else torch.preserve_format
+    fmt = torch.channels_last if tuned and uses_channels_last(device) else torch.preserve_format
     return model.to(device, memory_format=fmt)
+
+
+@contextlib.contextmanager
+def default_backends():
+    """PyTorch's own defaults for the settings ftui's tune_for changes, for the plain loop's duration."""
+    saved = torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = False, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def make_sgd(model: torch.nn.Module, name: str, size: int) -> torch.optim.Optimizer:
@@ -160,9 +176,15 @@ def seed_loader(size: int, batch: int, device: torch.device, data) -> torch.util
     )
 
 
-def run_seed(name: str, size: int, batch: int, steps: int, device: torch.device, data) -> float:
-    model = make_model(name, size, device)
+def run_seed(name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: bool = False) -> float:
+    with contextlib.nullcontext() if as_ftui else default_backends():
+        return _seed_loop(name, size, batch, steps, device, data, as_ftui)
+
+
+def _seed_loop(name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: bool) -> float:
+    model = make_model(name, size, device, tuned=as_ftui)
     opt = make_sgd(model, name, size)
+    precision = autocast(device) if as_ftui else contextlib.nullcontext()
     model.train()
     total, start = 0.0, None
     for i, (x, y) in enumerate(seed_loader(size, batch, device, data)):
@@ -171,7 +193,7 @@ def run_seed(name: str, size: int, batch: int, steps: int, device: torch.device,
         if i == WARMUP + steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device):
+        with precision:
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -291,6 +313,8 @@ def parse_args(device: torch.device, train_images: int) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, help="the device's peak dense bf16 TFLOP/s, if not in the table")
     parser.add_argument("--json", default=str(REPO / "bench" / "throughput.json"))
     parser.add_argument("--compile-sizes", default="", help="also measure compile = true at these sizes, e.g. 32")
+    parser.add_argument("--seed-as-ftui", action="store_true",
+                        help="give the seed loop ftui's layout (channels_last) and precision (bf16 on CUDA)")
     args = parser.parse_args()
     try:
         args.models = parse_models(args.models)
@@ -315,7 +339,7 @@ def measure(name: str, size: int, args, device: torch.device, data, runs: Path) 
     batch = batch_for(args, name, size)
     got = {"seed": [], "ftui": [], "bare": [], "ftui_after": []}
     for r in range(args.rounds):
-        got["seed"].append(run_seed(name, size, batch, args.steps, device, data))
+        got["seed"].append(run_seed(name, size, batch, args.steps, device, data, args.seed_as_ftui))
         ips, after, _ = run_ftui(name, size, batch, args.steps, device, runs)
         got["ftui"].append(ips)
         got["ftui_after"].append(after)
@@ -406,7 +430,10 @@ def main() -> int:
     for c in compiled:
         print(f"compile at {c['size']}: {c['plain_ips']:.1f} -> {c['compiled_ips']:.1f} img/s "
               f"({c['speedup']:.2f}x); start-up {c['plain_startup_s']:.1f} s -> {c['compiled_startup_s']:.1f} s")
-    Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows, "compile": compiled}, indent=2) + "\n")
+    seed_loop = "ftui's layout and precision" if args.seed_as_ftui else "plain float32, default layout"
+    print(f"seed loop: {seed_loop}")
+    result = {"machine": machine, "seed_loop": seed_loop, "rows": rows, "compile": compiled}
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0
 
