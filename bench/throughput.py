@@ -251,7 +251,7 @@ def run_bare(name: str, size: int, batch: int, steps: int, device: torch.device)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with autocast(device):
+        with autocast(device):  # ftui's default precision, "auto"
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,8 +1,9 @@
 """Device settings: what a run on each device turns on."""
 
+import pytest
 import torch
 
-from ftui.engine.device import tune_for
+from ftui.engine.device import autocast, describe_device, tune_for, uses_bf16
 
 
 def test_cuda_runs_let_cudnn_pick_its_fastest_convolutions(monkeypatch):
@@ -13,3 +14,39 @@ def test_cuda_runs_let_cudnn_pick_its_fastest_convolutions(monkeypatch):
     tune_for(torch.device("cuda"))  # only flags: no GPU is needed to set them
     assert torch.backends.cudnn.benchmark is True
     assert torch.backends.cuda.matmul.allow_tf32 is True
+
+
+def _cpu_probes(monkeypatch, avx512_bf16: bool, amx: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, native", [(True, False, True), (False, True, True), (False, False, False)])
+def test_auto_precision_is_bf16_only_on_cpus_that_compute_it_natively(monkeypatch, avx512_bf16, amx, native):
+    _cpu_probes(monkeypatch, avx512_bf16, amx)
+    cpu = torch.device("cpu")
+    assert uses_bf16(cpu, "auto") is native
+    assert uses_bf16(cpu, "float32") is False
+    assert describe_device(cpu, "auto") == ("cpu, bf16" if native else "cpu, float32")
+    assert describe_device(cpu, "float32") == "cpu, float32"
+
+
+def test_cuda_and_other_devices(monkeypatch):
+    _cpu_probes(monkeypatch, True, True)
+    assert uses_bf16(torch.device("cuda"), "auto") and not uses_bf16(torch.device("cuda"), "float32")
+    assert not uses_bf16(torch.device("mps"), "auto")  # MPS stays float32
+
+
+def test_a_torch_without_the_cpu_probes_trains_in_float32(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert not uses_bf16(torch.device("cpu"), "auto")
+
+
+def test_the_chosen_precision_is_what_the_convolutions_compute_in(monkeypatch):
+    _cpu_probes(monkeypatch, True, False)
+    conv, x = torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8)
+    with autocast(torch.device("cpu"), "auto"):
+        assert conv(x).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "float32"):
+        assert conv(x).dtype == torch.float32

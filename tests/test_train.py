@@ -256,3 +256,21 @@ def test_compile_runs_the_steps_through_torch_compile_and_keeps_plain_checkpoint
     assert calls, "the steps did not go through the compiled module"
     names = load_file(result.run_dir / "last.safetensors").keys()
     assert "fc.weight" in names and not any(n.startswith("_orig_mod") for n in names)
+
+
+@pytest.mark.parametrize("precision, native, shown, dtype", [
+    ("auto", True, "cpu, bf16", torch.bfloat16),
+    ("auto", False, "cpu, float32", torch.float32),
+    ("float32", True, "cpu, float32", torch.float32),
+])
+def test_a_run_trains_and_says_in_the_precision_it_uses(make_exp, runs_root, monkeypatch, precision, native, shown, dtype):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    seen = set()
+    real_conv = torch.nn.Conv2d.forward
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", lambda self, x: seen.add(r := real_conv(self, x)) or r)
+    events = Recorder()
+    result = train(make_exp(precision=precision, epochs=1, max_steps_per_epoch=1), events, runs_root=runs_root)
+    assert result.status == "finished", result.reason
+    assert events.of(ev.RunStarted)[0].device == shown
+    assert {t.dtype for t in seen} == {dtype}  # the training steps and the evaluation alike

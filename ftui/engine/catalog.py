@@ -28,6 +28,7 @@ from .experiment import (
     DATASETS,
     FIELD_NAMES,
     FROZEN_BN,
+    PRECISIONS,
     NORMALIZATIONS,
     OPTIMIZERS,
     SCHEDULERS,
@@ -59,6 +60,7 @@ _CHOICES = {
     "optimizer": OPTIMIZERS,
     "scheduler": SCHEDULERS,
     "frozen_bn": FROZEN_BN,
+    "precision": PRECISIONS,
     "normalize": tuple(NORMALIZATIONS),
 }
 _TYPE_WANTED = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}

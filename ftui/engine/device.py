@@ -33,10 +33,31 @@ def device_key(device: torch.device) -> str:
     return device.type
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full precision elsewhere."""
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether a step runs under bf16 autocast: where the hardware does bf16 arithmetic natively.
+
+    bf16 needs no loss scaling, and autocast keeps the weights, the optimizer and the loss in
+    float32. CUDA GPUs have bf16 tensor cores. On a CPU, oneDNN's bf16 kernels need AVX512-BF16
+    or AMX; without them bf16 is emulated and slower than float32. A ResNet18 training step on
+    2 cores of an AVX512-BF16 EPYC ran 1.8x (32x32) and 1.5x (224x224) faster than float32.
+    """
+    if precision == "float32":
+        return False
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return True
+    return device.type == "cpu" and _cpu_has_native_bf16()
+
+
+def _cpu_has_native_bf16() -> bool:
+    # torch.cpu's feature probes are private; a torch without them gets float32, never an error.
+    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(probe is not None and probe() for probe in probes)
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast where uses_bf16 says so; full precision elsewhere."""
+    if uses_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -59,10 +80,12 @@ def tune_for(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
 
 
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
+def describe_device(device: torch.device, precision: str | None = None) -> str:
+    """'cuda (NVIDIA H100 80GB HBM3)', with ', bf16' or ', float32' when a precision is given."""
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    if precision is None:
+        return name
+    return f"{name}, {'bf16' if uses_bf16(device, precision) else 'float32'}"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -35,6 +35,7 @@ def evaluate(
     labels: torch.Tensor,
     augment: Augment,
     batch_size: int,
+    precision: str,
     stop: threading.Event | None = None,
 ) -> Evaluation | None:
     """Mean loss and accuracy over uint8 images already on the model's device.
@@ -44,7 +45,7 @@ def evaluate(
     """
     device = images.device
     model.eval()
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device, precision):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for start in range(0, len(images), batch_size):
@@ -66,6 +67,6 @@ def evaluate_checkpoint(path: Path, device_name: str = "auto", max_images: int =
     limit = max_images or exp.max_test_images or len(data.test_images)
     images, labels = data.test_images[:limit].to(device), data.test_labels[:limit].to(device)
     model.to(device, memory_format=torch.channels_last if uses_channels_last(device) else torch.preserve_format)
-    result = evaluate(model, images, labels, test_augment(exp, device), max(exp.batch_size, 256))
+    result = evaluate(model, images, labels, test_augment(exp, device), max(exp.batch_size, 256), exp.precision)
     assert result is not None  # no stop event given
     return result, exp

@@ -22,6 +22,8 @@ DATASETS = ("cifar10", "cifar10-sample", "imagefolder")
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULERS = ("cosine", "constant")
 FROZEN_BN = ("update", "freeze")
+# auto: bf16 autocast where the hardware computes bf16 natively (CUDA, recent x86 CPUs); float32: never
+PRECISIONS = ("auto", "float32")
 # weights values that are not a file path
 WEIGHTS_NONE = "none"
 
@@ -59,6 +61,7 @@ class Experiment:
     max_steps_per_epoch: int = 0  # 0: the whole training set every epoch
     max_test_images: int = 0  # 0: the whole test set
     compile: bool = False  # torch.compile the model: faster steps after a one-off compile at the start
+    precision: str = "auto"  # a key of PRECISIONS
 
     def lr_for(self, unit: str) -> float:
         return self.unit_lr.get(unit, self.lr)

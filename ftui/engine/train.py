@@ -310,7 +310,7 @@ class _Loop:
         trainable, total = count_params(self.s.model)
         exp = self.s.exp
         started = ev.RunStarted(
-            run_dir=self.folder.path, experiment=exp.name, device=describe_device(self.s.device),
+            run_dir=self.folder.path, experiment=exp.name, device=describe_device(self.s.device, exp.precision),
             trainable_params=trainable, total_params=total, trainable_units=exp.trainable, epochs=exp.epochs,
             start_epoch=self.start_epoch, steps_per_epoch=self.s.steps_per_epoch, batch_size=exp.batch_size,
             train_images=len(self.s.data.train_images), test_images=len(self.s.data.test_images),
@@ -332,7 +332,7 @@ class _Loop:
                 return False
             idx = order[step * batch : (step + 1) * batch]
             x = s.train_augment.train(s.data.train_images[idx], s.generator)
-            with autocast(s.device):
+            with autocast(s.device, s.exp.precision):
                 loss = F.cross_entropy(s.forward(x), s.data.train_labels[idx], label_smoothing=s.exp.label_smoothing)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -374,7 +374,9 @@ class _Loop:
 
     def _end_epoch(self, epoch: int) -> bool:
         s = self.s
-        result = evaluate(s.forward, s.data.test_images, s.data.test_labels, s.eval_augment, s.exp.batch_size * 2, self.stop)
+        result = evaluate(
+            s.forward, s.data.test_images, s.data.test_labels, s.eval_augment, s.exp.batch_size * 2, s.exp.precision, self.stop
+        )
         if result is None:
             return False
         images = s.steps_per_epoch * s.exp.batch_size
