@@ -16,7 +16,7 @@ alternating round by round so machine noise hits all three alike:
 
     .venv/bin/python bench/throughput.py [--sizes 32,224] [--models resnet18,vgg16,vit_b_16]
         [--batch224 resnet18=256,vgg16=128] [--steps 6] [--rounds 3] [--peak-tflops 989.4] [--compile-sizes 32]
-        [--seed-as-ftui]
+        [--seed-as-ftui] [--precision auto|bf16|float32]
 
 Prints a table of median images/s, the ratios, the training FLOPs per image,
 the FLOP/s ftui and the bare step achieve and, on CUDA, their share of the
@@ -52,8 +52,8 @@ sys.path.insert(0, str(REPO))
 from ftui.engine import events as ev  # noqa: E402
 from ftui.engine.catalog import experiment_from_dict  # noqa: E402
 from ftui.engine.data import load_dataset  # noqa: E402
-from ftui.engine.device import autocast, resolve_device, tune_for, uses_channels_last  # noqa: E402
-from ftui.engine.experiment import NORMALIZATIONS  # noqa: E402
+from ftui.engine.device import autocast, describe_device, resolve_device, tune_for, uses_channels_last  # noqa: E402
+from ftui.engine.experiment import NORMALIZATIONS, PRECISIONS  # noqa: E402
 from ftui.engine.models import describe  # noqa: E402
 from ftui.engine.train import train  # noqa: E402
 
@@ -176,15 +176,16 @@ def seed_loader(size: int, batch: int, device: torch.device, data) -> torch.util
     )
 
 
-def run_seed(name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: bool = False) -> float:
+def run_seed(name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: str | None = None) -> float:
+    """`as_ftui`: None for the plain loop, else the precision setting whose layout and precision it takes."""
     with contextlib.nullcontext() if as_ftui else default_backends():
         return _seed_loop(name, size, batch, steps, device, data, as_ftui)
 
 
-def _seed_loop(name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: bool) -> float:
-    model = make_model(name, size, device, tuned=as_ftui)
+def _seed_loop(name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: str | None) -> float:
+    model = make_model(name, size, device, tuned=as_ftui is not None)
     opt = make_sgd(model, name, size)
-    precision = autocast(device) if as_ftui else contextlib.nullcontext()
+    precision = autocast(device, as_ftui) if as_ftui else contextlib.nullcontext()
     model.train()
     total, start = 0.0, None
     for i, (x, y) in enumerate(seed_loader(size, batch, device, data)):
@@ -205,7 +206,8 @@ def _seed_loop(name: str, size: int, batch: int, steps: int, device: torch.devic
 # -- ftui -------------------------------------------------------------------------
 
 
-def run_ftui(name: str, size: int, batch: int, steps: int, device: torch.device, runs: Path, compile: bool = False):
+def run_ftui(name: str, size: int, batch: int, steps: int, device: torch.device, runs: Path, compile: bool = False,
+             precision: str = "auto"):
     """Images/s of ftui's second epoch, seconds spent after training (eval + checkpoints), and seconds from
     calling train() to the first step report (start-up, compile included).
 
@@ -216,7 +218,8 @@ def run_ftui(name: str, size: int, batch: int, steps: int, device: torch.device,
     exp = experiment_from_dict({
         "name": f"bench-{name}-{size}", "model": name, "weights": "none", "dataset": "cifar10-sample",
         "input_size": size, "batch_size": batch, "epochs": 2, "max_steps_per_epoch": steps,
-        "max_test_images": batch, "device": str(device), "trainable": "all", "compile": compile, **recipe(name, size),
+        "max_test_images": batch, "device": str(device), "trainable": "all", "compile": compile, "precision": precision,
+        **recipe(name, size),
     }, where="bench")
     reports: list[float] = []
     epochs: list[ev.EpochEnd] = []
@@ -239,7 +242,7 @@ def run_ftui(name: str, size: int, batch: int, steps: int, device: torch.device,
 # -- the limit --------------------------------------------------------------------------
 
 
-def run_bare(name: str, size: int, batch: int, steps: int, device: torch.device) -> float:
+def run_bare(name: str, size: int, batch: int, steps: int, device: torch.device, precision: str = "auto") -> float:
     model = make_model(name, size, device)
     opt = make_sgd(model, name, size)
     fmt = torch.channels_last if uses_channels_last(device) else torch.contiguous_format
@@ -251,7 +254,7 @@ def run_bare(name: str, size: int, batch: int, steps: int, device: torch.device)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with autocast(device):  # ftui's default precision, "auto"
+        with autocast(device, precision):
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -314,7 +317,9 @@ def parse_args(device: torch.device, train_images: int) -> argparse.Namespace:
     parser.add_argument("--json", default=str(REPO / "bench" / "throughput.json"))
     parser.add_argument("--compile-sizes", default="", help="also measure compile = true at these sizes, e.g. 32")
     parser.add_argument("--seed-as-ftui", action="store_true",
-                        help="give the seed loop ftui's layout (channels_last) and precision (bf16 on CUDA)")
+                        help="give the seed loop ftui's layout (channels_last) and precision")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="ftui's precision setting, for ftui and the bare step (auto: bf16 on CUDA only)")
     args = parser.parse_args()
     try:
         args.models = parse_models(args.models)
@@ -339,11 +344,11 @@ def measure(name: str, size: int, args, device: torch.device, data, runs: Path) 
     batch = batch_for(args, name, size)
     got = {"seed": [], "ftui": [], "bare": [], "ftui_after": []}
     for r in range(args.rounds):
-        got["seed"].append(run_seed(name, size, batch, args.steps, device, data, args.seed_as_ftui))
-        ips, after, _ = run_ftui(name, size, batch, args.steps, device, runs)
+        got["seed"].append(run_seed(name, size, batch, args.steps, device, data, args.precision if args.seed_as_ftui else None))
+        ips, after, _ = run_ftui(name, size, batch, args.steps, device, runs, precision=args.precision)
         got["ftui"].append(ips)
         got["ftui_after"].append(after)
-        got["bare"].append(run_bare(name, size, batch, args.steps, device))
+        got["bare"].append(run_bare(name, size, batch, args.steps, device, args.precision))
         print(f"  {name} {size}px round {r + 1}: seed {got['seed'][-1]:.1f}  ftui {ips:.1f}  "
               f"bare {got['bare'][-1]:.1f} img/s", flush=True)
     med = {k: statistics.median(v) for k, v in got.items()}
@@ -431,8 +436,8 @@ def main() -> int:
         print(f"compile at {c['size']}: {c['plain_ips']:.1f} -> {c['compiled_ips']:.1f} img/s "
               f"({c['speedup']:.2f}x); start-up {c['plain_startup_s']:.1f} s -> {c['compiled_startup_s']:.1f} s")
     seed_loop = "ftui's layout and precision" if args.seed_as_ftui else "plain float32, default layout"
-    print(f"seed loop: {seed_loop}")
-    result = {"machine": machine, "seed_loop": seed_loop, "rows": rows, "compile": compiled}
+    print(f"seed loop: {seed_loop}; ftui and bare step: precision = {args.precision!r}, {describe_device(device, args.precision)}")
+    result = {"machine": machine, "precision": args.precision, "seed_loop": seed_loop, "rows": rows, "compile": compiled}
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0

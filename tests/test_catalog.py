@@ -117,7 +117,7 @@ BROKEN = {
     "unknown-scheduler": (VALID + 'scheduler = "cosin"\n', ['scheduler = "cosin"', "did you mean 'cosine'?"]),
     "unknown-normalize": (VALID + 'normalize = "imagenette"\n', ['normalize = "imagenette"', "imagenet"]),
     "unknown-frozen-bn": (VALID + 'frozen_bn = "frozen"\n', ['frozen_bn = "frozen"', "update, freeze"]),
-    "unknown-precision": (VALID + 'precision = "bf16"\n', ['precision = "bf16"', "allowed: auto, float32"]),
+    "unknown-precision": (VALID + 'precision = "fp16"\n', ['precision = "fp16"', "allowed: auto, bf16, float32"]),
     "unknown-device": (VALID + 'device = "gpu"\n', ['device = "gpu"', "cuda:N"]),
     "device-index": (VALID + 'device = "cuda:x"\n', ['device = "cuda:x"', "cuda:N"]),
     "duplicate-names": (VALID + '\n[[experiment]]\nname = "e"\n', ['experiment "e" (entry 2)', "duplicate", "entry 1"]),

@@ -259,9 +259,9 @@ def test_compile_runs_the_steps_through_torch_compile_and_keeps_plain_checkpoint
 
 
 @pytest.mark.parametrize("precision, native, shown, dtype", [
-    ("auto", True, "cpu, bf16", torch.bfloat16),
-    ("auto", False, "cpu, float32", torch.float32),
-    ("float32", True, "cpu, float32", torch.float32),
+    ("bf16", True, "cpu, bf16", torch.bfloat16),
+    ("bf16", False, "cpu, float32", torch.float32),
+    ("auto", True, "cpu, float32", torch.float32),
 ])
 def test_a_run_trains_and_says_in_the_precision_it_uses(make_exp, runs_root, monkeypatch, precision, native, shown, dtype):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)

@@ -34,18 +34,21 @@ def device_key(device: torch.device) -> str:
 
 
 def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
-    """Whether a step runs under bf16 autocast: where the hardware does bf16 arithmetic natively.
+    """Whether steps and evaluation run under bf16 autocast.
 
     bf16 needs no loss scaling, and autocast keeps the weights, the optimizer and the loss in
-    float32. CUDA GPUs have bf16 tensor cores. On a CPU, oneDNN's bf16 kernels need AVX512-BF16
-    or AMX; without them bf16 is emulated and slower than float32. A ResNet18 training step on
-    2 cores of an AVX512-BF16 EPYC ran 1.8x (32x32) and 1.5x (224x224) faster than float32.
+    float32. "auto" uses it on CUDA, whose tensor cores are several times faster in bf16.
+    On a CPU it is opt-in ("bf16") and only where oneDNN has native bf16 kernels (AVX512-BF16
+    or AMX); elsewhere bf16 is emulated, slower than float32, and the run uses float32. On 2 cores
+    of an AVX512-BF16 EPYC a ResNet18 step ran 1.8x (32x32) and 1.5x (224x224) faster, but the
+    quickstart ended 0.8 to 2.4 points lower after its 4 epochs (3 seeds): a CPU run keeps
+    float32 unless asked.
     """
     if precision == "float32":
         return False
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and _cpu_has_native_bf16()
+    return precision == "bf16" and device.type == "cpu" and _cpu_has_native_bf16()
 
 
 def _cpu_has_native_bf16() -> bool:

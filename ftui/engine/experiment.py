@@ -22,8 +22,8 @@ DATASETS = ("cifar10", "cifar10-sample", "imagefolder")
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULERS = ("cosine", "constant")
 FROZEN_BN = ("update", "freeze")
-# auto: bf16 autocast where the hardware computes bf16 natively (CUDA, recent x86 CPUs); float32: never
-PRECISIONS = ("auto", "float32")
+# auto: bf16 autocast on CUDA; bf16: also on CPUs that compute bf16 natively; float32: never
+PRECISIONS = ("auto", "bf16", "float32")
 # weights values that are not a file path
 WEIGHTS_NONE = "none"
 
