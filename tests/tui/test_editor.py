@@ -110,6 +110,17 @@ async def test_settings_change_the_experiment_or_are_refused(app):
         assert screen.experiment.weights == "DEFAULT"
 
 
+async def test_precision_is_picked_from_the_keyboard(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        assert screen.experiment.precision == "auto"
+        screen.query_one("#set-precision", Select).focus()
+        await pilot.press("enter", "down", "enter")  # open the list, auto -> bf16, pick it
+        await pilot.pause()
+        assert screen.experiment.precision == "bf16"
+        assert "bf16-capable CPUs" in str(screen.query_one("#precision-help").render())
+
+
 async def test_save_as_a_new_catalog_entry_keeps_comments(app, tui_catalog):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_editor(app, pilot)

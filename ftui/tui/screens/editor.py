@@ -17,7 +17,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
 
 from ...engine.catalog import experiment_from_dict, save_experiment
-from ...engine.experiment import OPTIMIZERS, SCHEDULERS, WEIGHTS_NONE, Experiment
+from ...engine.experiment import OPTIMIZERS, PRECISIONS, SCHEDULERS, WEIGHTS_NONE, Experiment
 from ...engine.models import LayerUnit, ModelInfo, describe
 from ...engine.weights import is_local_weights, weight_names
 from ...errors import FtuiError
@@ -28,6 +28,7 @@ from .confirm import ConfirmScreen
 _NUMBER_SETTINGS = (("epochs", "epochs", "integer"), ("batch_size", "batch", "integer"),
                     ("input_size", "input", "integer"), ("lr", "base lr", "number"))
 _CHOICE_SETTINGS = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+_PRECISION_HELP = "auto: bf16 on CUDA · bf16: also on bf16-capable CPUs"
 _DEVICES = ("auto", "cpu", "cuda")
 _PICK_FILE = "<file>"  # the weights Select's "a file..." entry, never a real weights value
 # Single-letter keys reach the screen only from the table: a focused Input eats them.
@@ -93,6 +94,7 @@ class EditorScreen(Screen):
     EditorScreen #set-weights { width: 1fr; }
     EditorScreen #set-optimizer { width: 9; }
     EditorScreen #set-scheduler { width: 12; }
+    EditorScreen #set-precision { width: 11; }
     """
     BINDINGS = [
         Binding("space", "toggle", "Toggle"),
@@ -148,6 +150,10 @@ class EditorScreen(Screen):
                 for key, choices in _CHOICE_SETTINGS.items():
                     yield Label(key)
                     yield self._select(key, [(c, c) for c in choices])
+            with Horizontal():
+                yield Label("precision")
+                yield self._select("precision", [(c, c) for c in PRECISIONS])
+                yield Label(_PRECISION_HELP, id="precision-help", markup=False)
         # The palette (ctrl+p) stays reachable; its footer entry would push "esc Back" off an 80-column screen.
         yield Footer(compact=True, show_command_palette=False)
 
@@ -225,7 +231,7 @@ class EditorScreen(Screen):
             if options != self._options.get(key):
                 self._options[key] = options
                 self.query_one(f"#set-{key}", Select).set_options(options)
-        for key in ("weights", "device", *_CHOICE_SETTINGS):
+        for key in ("weights", "device", "precision", *_CHOICE_SETTINGS):
             self.query_one(f"#set-{key}", Select).value = getattr(self._exp, key)
 
     # -- keys -----------------------------------------------------------------
