@@ -60,19 +60,22 @@ class RunController:
         self.events.clear()
         self.run_dir, self.failure, self.result, self.experiment = None, None, None, experiment
         threads = torch.get_num_threads()
-        if device in ("auto", "cpu") and not torch.cuda.is_available():
-            # Leave a core to the UI: with every core computing, keys answer late.
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-        self.thread = threading.Thread(target=self._run, args=(run, threads), name="ftui-train", daemon=False)
+        # Leave a core to the UI: with every core computing, keys answer late.
+        cores = max(1, (os.cpu_count() or 2) - 1) if device in ("auto", "cpu") and not torch.cuda.is_available() else threads
+        self.thread = threading.Thread(target=self._run, args=(run, cores, threads), name="ftui-train", daemon=False)
         self.thread.start()
 
-    def _run(self, run, threads: int) -> None:
+    def _run(self, run, cores: int, threads: int) -> None:
+        # torch keeps a thread count per OS thread (OpenMP's) as well as the default for new ones. Set here,
+        # in the training thread, it leaves the UI thread's own count alone; restoring it here gives the
+        # default back. (Set from the UI thread, the UI kept 1 thread after the run.)
+        torch.set_num_threads(cores)
         try:
             self.result = run()
         except Exception as exc:  # the engine has already marked the run failed and logged the traceback
             self.failure = f"Internal error: {exc!r}"
         finally:
-            torch.set_num_threads(threads)  # the thread count is process-wide: give the cores back
+            torch.set_num_threads(threads)
 
     def _on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
