@@ -6,10 +6,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from ...engine.results import short_trainable
 from ...engine.runs import list_runs
+from ..footer import SteadyFooter
 
 
 def best_measured(runs) -> dict[str, float]:
@@ -45,7 +46,7 @@ class CatalogScreen(Screen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="experiments")
         yield Static(id="description", markup=False)
         yield Static(id="error", markup=False)
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -9,7 +9,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
 from ...engine.checkpoints import CheckpointInfo, read_checkpoint
@@ -18,6 +18,7 @@ from ...engine.evaluation import evaluate_checkpoint
 from ...engine.results import summarize_units
 from ...errors import FtuiError
 from ...formatting import param_count
+from ..footer import SteadyFooter
 
 BAR_WIDTH = 24
 EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -121,7 +122,7 @@ class CheckpointScreen(Screen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="tensors")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="movement")
         yield Static(id="message", markup=False)
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#message").display = False

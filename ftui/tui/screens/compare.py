@@ -9,12 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 from textual_plotext import PlotextPlot
 
 from ...engine.history import RunHistory
 from ...engine.runs import METRICS, RunFolder, summarize_run
 from ...errors import FtuiError
+from ..footer import SteadyFooter
 from ..plots import downsample
 
 REFRESH_SECONDS = 2.0
@@ -54,7 +55,7 @@ class CompareScreen(Screen):
             yield PlotextPlot(id="accuracy")
             yield PlotextPlot(id="loss")
         yield Static(id="legend")
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         self._load()

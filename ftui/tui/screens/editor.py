@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.validation import Function, Number, ValidationResult
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import DataTable, Header, Input, Label, Select, Static
 
 from ...engine.catalog import experiment_from_dict, save_experiment
 from ...engine.experiment import OPTIMIZERS, PRECISIONS, SCHEDULERS, WEIGHTS_NONE, Experiment
@@ -22,6 +22,7 @@ from ...engine.models import LayerUnit, ModelInfo, describe
 from ...engine.weights import is_local_weights, weight_names
 from ...errors import FtuiError
 from ...formatting import param_count
+from ..footer import SteadyFooter
 from .confirm import ConfirmScreen
 
 # (experiment field, label, Input type); the catalog's own checks decide what is in range.
@@ -155,7 +156,7 @@ class EditorScreen(Screen):
                 yield self._select("precision", [(c, c) for c in PRECISIONS])
                 yield Label(_PRECISION_HELP, id="precision-help", markup=False)
         # The palette (ctrl+p) stays reachable; its footer entry would push "esc Back" off an 80-column screen.
-        yield Footer(compact=True, show_command_palette=False)
+        yield SteadyFooter(compact=True, show_command_palette=False)
 
     def _select(self, key: str, options: list[tuple[str, str]]) -> Select:
         self._options[key] = options

@@ -7,11 +7,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ...engine.results import ResultRow, export_results, results_table, summary
 from ...engine.runs import list_runs
 from ...formatting import duration
+from ..footer import SteadyFooter
 
 # At 80 columns: the longest Table-1 name, and what is left for trains. Longer values are cut;
 # the line below the table spells out the highlighted row. Model and input come last: the name mostly says them.
@@ -80,7 +81,7 @@ class ResultsScreen(Screen):
         yield Static(id="detail", markup=False)
         with VerticalScroll(id="error-box"):  # a catalog with many problems may not fit the screen
             yield Static(id="error", markup=False)
-        yield Footer()
+        yield SteadyFooter()
 
     def on_screen_resume(self) -> None:
         # Shown again (or for the first time): runs may have finished meanwhile.

@@ -18,11 +18,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
+from textual.widgets import Header, Label, ProgressBar, RichLog
 
 from ...engine.history import RunHistory
 from ...engine.runs import METRICS, MetricsTail, RunFolder, process_alive
 from ...formatting import duration, param_count
+from ..footer import SteadyFooter
 from ..plots import AccuracyPlot, LossPlot
 from .confirm import ConfirmScreen
 
@@ -64,7 +65,7 @@ class RunScreen(Screen):
             yield LossPlot()
             yield AccuracyPlot()
         yield RichLog(wrap=True, markup=False, max_lines=500)
-        yield Footer()
+        yield SteadyFooter()
 
     def on_mount(self) -> None:
         # Paint the screen first, then read the run: the key that opened it answers at once.

@@ -11,12 +11,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
 from ...engine.runs import BEST, LAST, RunFolder, RunSummary, list_runs
 from ...errors import FtuiError
 from ...formatting import duration
+from ..footer import SteadyFooter
 from .checkpoint import CheckpointScreen, error_text, evaluation_text
 
 REFRESH_SECONDS = 2.0
@@ -88,7 +89,7 @@ class RunsScreen(Screen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="runs")
         yield Static(id="detail")
         yield Static(id="empty", markup=False)
-        yield Footer(compact=True)  # seven keys and the palette fit in 80 columns
+        yield SteadyFooter(compact=True)  # seven keys and the palette fit in 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
