@@ -104,7 +104,7 @@ def test_ctrl_c_stops_a_cli_run_cleanly(tiny_catalog, tmp_path):
             break
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
+    rest, _ = proc.communicate(timeout=300)
     text = "".join(output) + rest
     assert proc.returncode == 130, text
     assert "stopped" in text and "Traceback" not in text

@@ -16,8 +16,8 @@ import math
 import os
 import re
 import stat
-import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +38,6 @@ from .experiment import (
 from .models import ModelInfo, check_model_name, describe
 from .weights import is_local_weights, weight_names
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the project runs on 3.11+, tomli is the same parser
-    import tomli as tomllib
 
 # With `from __future__ import annotations` the field types are strings such as "int" or "float | None".
 _KINDS = {f.name: f.type for f in dataclasses.fields(Experiment)}

@@ -16,6 +16,7 @@ import torchvision
 from safetensors.torch import save_file
 from textual.widgets import DataTable, Static
 
+from ftui.engine import checkpoints as checkpoints_module
 from ftui.engine.catalog import experiment_from_dict
 from ftui.tui.app import make_app
 from ftui.tui.screens.checkpoint import CheckpointScreen
@@ -301,12 +302,17 @@ def test_compare_screen_snapshot(snap_compare, tui_catalog, snapshot_runs):
     assert snap_compare(make_app(tui_catalog, snapshot_runs), terminal_size=(80, 24), run_before=run_before)
 
 
+FIXED_VERSIONS = {"ftui": "0.0.0", "torch": "9.9.9", "torchvision": "0.99.9", "safetensors": "0.9", "python": "3.99.0"}
+
+
 @pytest.fixture
 def crafted_checkpoint(tmp_path, monkeypatch) -> Path:
     """A checkpoint whose units moved by known amounts from a local start file: layer3 1%, layer4 5%."""
     from ftui.engine.checkpoints import save_model_checkpoint
 
     monkeypatch.chdir(tmp_path)  # relative paths on screen, not temporary ones
+    # The screen shows the versions a checkpoint was written with; the snapshot must not change with them.
+    monkeypatch.setattr(checkpoints_module, "versions", lambda: FIXED_VERSIONS)
     torch.manual_seed(0)
     start = {k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}
     save_file(start, "start.safetensors")
