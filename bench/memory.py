@@ -83,8 +83,13 @@ def live_process(epochs: int) -> dict:
         tmux("kill-session", "-t", SESSION)
         shutil.rmtree(folder, ignore_errors=True)
     tenth = samples[len(samples) // 10][1]
-    return {"epochs": epochs, "seconds": round(samples[-1][0], 1), "rss_at_10pct_mib": round(tenth, 1),
-            "rss_peak_mib": round(max(m for _, m in samples), 1), "rss_end_mib": round(samples[-1][1], 1)}
+    return {
+        "epochs": epochs,
+        "seconds": round(samples[-1][0], 1),
+        "rss_at_10pct_mib": round(tenth, 1),
+        "rss_peak_mib": round(max(m for _, m in samples), 1),
+        "rss_end_mib": round(samples[-1][1], 1),
+    }
 
 
 def history_memory(steps: int = 10_000_000) -> dict:
@@ -92,8 +97,19 @@ def history_memory(steps: int = 10_000_000) -> dict:
     history = RunHistory()
     batch = 1000
     for first in range(0, steps, batch):
-        history.feed([{"type": "steps", "epoch": 0, "step": first, "global_step": first,
-                       "losses": [1.0] * batch, "lr": 0.1, "images_per_sec": 1.0}])
+        history.feed(
+            [
+                {
+                    "type": "steps",
+                    "epoch": 0,
+                    "step": first,
+                    "global_step": first,
+                    "losses": [1.0] * batch,
+                    "lr": 0.1,
+                    "images_per_sec": 1.0,
+                }
+            ]
+        )
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {"steps": steps, "points_kept": len(history.loss), "history_kib": round(current / 1024, 1)}

@@ -170,13 +170,19 @@ def seed_loader(size: int, batch: int, device: torch.device, data) -> torch.util
     images = data.train_images.permute(0, 2, 3, 1).numpy()
     # As many workers as a well-set-up loop would use: the PIL work is what they race against.
     return torch.utils.data.DataLoader(
-        PILDataset(images, data.train_labels.numpy(), seed_transform(size)), batch_size=batch, shuffle=True,
-        num_workers=min(os.cpu_count() or 2, 16), pin_memory=device.type == "cuda", drop_last=True,
+        PILDataset(images, data.train_labels.numpy(), seed_transform(size)),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=min(os.cpu_count() or 2, 16),
+        pin_memory=device.type == "cuda",
+        drop_last=True,
         persistent_workers=False,
     )
 
 
-def run_seed(name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: str | None = None) -> float:
+def run_seed(
+    name: str, size: int, batch: int, steps: int, device: torch.device, data, as_ftui: str | None = None
+) -> float:
     """`as_ftui`: None for the plain loop, else the precision setting whose layout and precision it takes."""
     with contextlib.nullcontext() if as_ftui else default_backends():
         return _seed_loop(name, size, batch, steps, device, data, as_ftui)
@@ -206,8 +212,16 @@ def _seed_loop(name: str, size: int, batch: int, steps: int, device: torch.devic
 # -- ftui -------------------------------------------------------------------------
 
 
-def run_ftui(name: str, size: int, batch: int, steps: int, device: torch.device, runs: Path, compile: bool = False,
-             precision: str = "auto"):
+def run_ftui(
+    name: str,
+    size: int,
+    batch: int,
+    steps: int,
+    device: torch.device,
+    runs: Path,
+    compile: bool = False,
+    precision: str = "auto",
+):
     """Images/s of ftui's second epoch, seconds spent after training (eval + checkpoints), and seconds from
     calling train() to the first step report (start-up, compile included).
 
@@ -215,12 +229,25 @@ def run_ftui(name: str, size: int, batch: int, steps: int, device: torch.device,
     its last step report, which waits for the device: exact on a GPU too, where a step is far shorter
     than the report interval and the reports alone would time a handful of them.
     """
-    exp = experiment_from_dict({
-        "name": f"bench-{name}-{size}", "model": name, "weights": "none", "dataset": "cifar10-sample",
-        "input_size": size, "batch_size": batch, "epochs": 2, "max_steps_per_epoch": steps,
-        "max_test_images": batch, "device": str(device), "trainable": "all", "compile": compile, "precision": precision,
-        **recipe(name, size),
-    }, where="bench")
+    exp = experiment_from_dict(
+        {
+            "name": f"bench-{name}-{size}",
+            "model": name,
+            "weights": "none",
+            "dataset": "cifar10-sample",
+            "input_size": size,
+            "batch_size": batch,
+            "epochs": 2,
+            "max_steps_per_epoch": steps,
+            "max_test_images": batch,
+            "device": str(device),
+            "trainable": "all",
+            "compile": compile,
+            "precision": precision,
+            **recipe(name, size),
+        },
+        where="bench",
+    )
     reports: list[float] = []
     epochs: list[ev.EpochEnd] = []
     finished: list[float] = []
@@ -316,10 +343,15 @@ def parse_args(device: torch.device, train_images: int) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, help="the device's peak dense bf16 TFLOP/s, if not in the table")
     parser.add_argument("--json", default=str(REPO / "bench" / "throughput.json"))
     parser.add_argument("--compile-sizes", default="", help="also measure compile = true at these sizes, e.g. 32")
-    parser.add_argument("--seed-as-ftui", action="store_true",
-                        help="give the seed loop ftui's layout (channels_last) and precision")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="ftui's precision setting, for ftui and the bare step (auto: bf16 on CUDA only)")
+    parser.add_argument(
+        "--seed-as-ftui", action="store_true", help="give the seed loop ftui's layout (channels_last) and precision"
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="ftui's precision setting, for ftui and the bare step (auto: bf16 on CUDA only)",
+    )
     args = parser.parse_args()
     try:
         args.models = parse_models(args.models)
@@ -331,8 +363,10 @@ def parse_args(device: torch.device, train_images: int) -> argparse.Namespace:
         # The seed loop and ftui both draw every step's batch from the sample without repeating.
         needed = (WARMUP + args.steps) * batch_for(args, name, size)
         if needed > train_images:
-            parser.error(f"{name}@{size}: {WARMUP + args.steps} steps of {batch_for(args, name, size)} need {needed} "
-                         f"images; the sample has {train_images}. Lower --steps or the batch size.")
+            parser.error(
+                f"{name}@{size}: {WARMUP + args.steps} steps of {batch_for(args, name, size)} need {needed} "
+                f"images; the sample has {train_images}. Lower --steps or the batch size."
+            )
     return args
 
 
@@ -344,18 +378,33 @@ def measure(name: str, size: int, args, device: torch.device, data, runs: Path) 
     batch = batch_for(args, name, size)
     got = {"seed": [], "ftui": [], "bare": [], "ftui_after": []}
     for r in range(args.rounds):
-        got["seed"].append(run_seed(name, size, batch, args.steps, device, data, args.precision if args.seed_as_ftui else None))
+        got["seed"].append(
+            run_seed(name, size, batch, args.steps, device, data, args.precision if args.seed_as_ftui else None)
+        )
         ips, after, _ = run_ftui(name, size, batch, args.steps, device, runs, precision=args.precision)
         got["ftui"].append(ips)
         got["ftui_after"].append(after)
         got["bare"].append(run_bare(name, size, batch, args.steps, device, args.precision))
-        print(f"  {name} {size}px round {r + 1}: seed {got['seed'][-1]:.1f}  ftui {ips:.1f}  "
-              f"bare {got['bare'][-1]:.1f} img/s", flush=True)
+        print(
+            f"  {name} {size}px round {r + 1}: seed {got['seed'][-1]:.1f}  ftui {ips:.1f}  "
+            f"bare {got['bare'][-1]:.1f} img/s",
+            flush=True,
+        )
     med = {k: statistics.median(v) for k, v in got.items()}
-    return {"model": name, "size": size, "batch": batch, "steps": args.steps, "rounds": args.rounds,
-            "seed": med["seed"], "ftui": med["ftui"], "bare": med["bare"],
-            "ftui_vs_bare": med["ftui"] / med["bare"], "ftui_vs_seed": med["ftui"] / med["seed"],
-            "ftui_eval_and_checkpoint_s": med["ftui_after"], "all": got}
+    return {
+        "model": name,
+        "size": size,
+        "batch": batch,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "seed": med["seed"],
+        "ftui": med["ftui"],
+        "bare": med["bare"],
+        "ftui_vs_bare": med["ftui"] / med["bare"],
+        "ftui_vs_seed": med["ftui"] / med["seed"],
+        "ftui_eval_and_checkpoint_s": med["ftui_after"],
+        "all": got,
+    }
 
 
 def add_flops(row: dict, peak: float | None) -> dict:
@@ -372,15 +421,29 @@ def measure_compile(size: int, args, device: torch.device, runs: Path) -> dict:
     batch = batch_for(args, "resnet18", size)
     plain_ips, _, plain_start = run_ftui("resnet18", size, batch, args.steps, device, runs)
     compiled_ips, _, compiled_start = run_ftui("resnet18", size, batch, args.steps, device, runs, compile=True)
-    return {"size": size, "batch": batch, "plain_ips": plain_ips, "compiled_ips": compiled_ips,
-            "speedup": compiled_ips / plain_ips, "plain_startup_s": plain_start, "compiled_startup_s": compiled_start}
+    return {
+        "size": size,
+        "batch": batch,
+        "plain_ips": plain_ips,
+        "compiled_ips": compiled_ips,
+        "speedup": compiled_ips / plain_ips,
+        "plain_startup_s": plain_start,
+        "compiled_startup_s": compiled_start,
+    }
 
 
 def machine_info(device: torch.device, peak: float | None) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {"device": str(device), "device_name": name, "peak_bf16_tflops": peak, "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "date": time.strftime("%Y-%m-%d")}
+    return {
+        "device": str(device),
+        "device_name": name,
+        "peak_bf16_tflops": peak,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def share(mfu: float | None, device: torch.device) -> str:
@@ -392,27 +455,35 @@ def share(mfu: float | None, device: torch.device) -> str:
 def print_rows(rows: list[dict], device: torch.device) -> None:
     # A CPU reaches GFLOP/s, a GPU TFLOP/s: print the unit that keeps the figures readable.
     unit, scale = ("TFLOP/s", 1.0) if device.type == "cuda" else ("GFLOP/s", 1e3)
-    print(f"{'model':>9} {'size':>5} {'batch':>5} {'seed':>8} {'ftui':>8} {'bare':>8} {'ftui/bare':>10} "
-          f"{'ftui/seed':>10} {'GFLOP/img':>10} {'ftui ' + unit:>13} {'bare ' + unit:>13} {'ftui share':>11} "
-          f"{'bare share':>11}")
+    print(
+        f"{'model':>9} {'size':>5} {'batch':>5} {'seed':>8} {'ftui':>8} {'bare':>8} {'ftui/bare':>10} "
+        f"{'ftui/seed':>10} {'GFLOP/img':>10} {'ftui ' + unit:>13} {'bare ' + unit:>13} {'ftui share':>11} "
+        f"{'bare share':>11}"
+    )
     for r in rows:
-        print(f"{r['model']:>9} {r['size']:>5} {r['batch']:>5} {r['seed']:>8.1f} {r['ftui']:>8.1f} {r['bare']:>8.1f} "
-              f"{r['ftui_vs_bare']:>10.2f} {r['ftui_vs_seed']:>10.2f} {r['gflops_per_image']:>10.2f} "
-              f"{r['ftui_tflops'] * scale:>13.2f} {r['bare_tflops'] * scale:>13.2f} "
-              f"{share(r['ftui_mfu'], device):>11} {share(r['bare_mfu'], device):>11}")
+        print(
+            f"{r['model']:>9} {r['size']:>5} {r['batch']:>5} {r['seed']:>8.1f} {r['ftui']:>8.1f} {r['bare']:>8.1f} "
+            f"{r['ftui_vs_bare']:>10.2f} {r['ftui_vs_seed']:>10.2f} {r['gflops_per_image']:>10.2f} "
+            f"{r['ftui_tflops'] * scale:>13.2f} {r['bare_tflops'] * scale:>13.2f} "
+            f"{share(r['ftui_mfu'], device):>11} {share(r['bare_mfu'], device):>11}"
+        )
 
 
 def print_notes(rows: list[dict], device: torch.device, peak: float | None) -> None:
-    print("GFLOP/img: one training step per image, 3 x the forward pass counted by FlopCounterMode "
-          "(a multiply-add is 2 FLOPs)")
+    print(
+        "GFLOP/img: one training step per image, 3 x the forward pass counted by FlopCounterMode "
+        "(a multiply-add is 2 FLOPs)"
+    )
     if peak:
         print(f"share: of {peak:.1f} TFLOP/s, the peak dense bf16 rate")
     elif device.type == "cuda":
         print(f"share: {torch.cuda.get_device_name(device)} is not in the peak table; give --peak-tflops")
     for name in dict.fromkeys(r["model"] for r in rows if r["size"] == 224):
         counted = forward_flops(name, 224) / 1e9
-        print(f"FLOPs cross-check, {name}@224 forward: counted {counted:.2f} GFLOPs = "
-              f"{counted / torchvision_gmacs(name):.2f} x torchvision's {torchvision_gmacs(name):.2f} (multiply-adds)")
+        print(
+            f"FLOPs cross-check, {name}@224 forward: counted {counted:.2f} GFLOPs = "
+            f"{counted / torchvision_gmacs(name):.2f} x torchvision's {torchvision_gmacs(name):.2f} (multiply-adds)"
+        )
 
 
 def main() -> int:
@@ -433,11 +504,22 @@ def main() -> int:
     print_rows(rows, device)
     print_notes(rows, device, peak)
     for c in compiled:
-        print(f"compile at {c['size']}: {c['plain_ips']:.1f} -> {c['compiled_ips']:.1f} img/s "
-              f"({c['speedup']:.2f}x); start-up {c['plain_startup_s']:.1f} s -> {c['compiled_startup_s']:.1f} s")
+        print(
+            f"compile at {c['size']}: {c['plain_ips']:.1f} -> {c['compiled_ips']:.1f} img/s "
+            f"({c['speedup']:.2f}x); start-up {c['plain_startup_s']:.1f} s -> {c['compiled_startup_s']:.1f} s"
+        )
     seed_loop = "ftui's layout and precision" if args.seed_as_ftui else "plain float32, default layout"
-    print(f"seed loop: {seed_loop}; ftui and bare step: precision = {args.precision!r}, {describe_device(device, args.precision)}")
-    result = {"machine": machine, "precision": args.precision, "seed_loop": seed_loop, "rows": rows, "compile": compiled}
+    print(
+        f"seed loop: {seed_loop}; ftui and bare step: precision = {args.precision!r}, "
+        f"{describe_device(device, args.precision)}"
+    )
+    result = {
+        "machine": machine,
+        "precision": args.precision,
+        "seed_loop": seed_loop,
+        "rows": rows,
+        "compile": compiled,
+    }
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0

@@ -68,9 +68,11 @@ def cifar10_missing(exp: Experiment) -> str | None:
     archive = root / CIFAR10.filename
     if check_integrity(str(archive), CIFAR10.tgz_md5):
         return None
-    return (f"CIFAR-10 is not in {root} (or fails its checksum): put {CIFAR10.filename} there, "
-            f"e.g. curl --create-dirs -L -o {archive} {CIFAR10.url} (ftui unpacks it on the first run; "
-            f"FTUI_DATA_DIR or data_dir sets another folder)")
+    return (
+        f"CIFAR-10 is not in {root} (or fails its checksum): put {CIFAR10.filename} there, "
+        f"e.g. curl --create-dirs -L -o {archive} {CIFAR10.url} (ftui unpacks it on the first run; "
+        f"FTUI_DATA_DIR or data_dir sets another folder)"
+    )
 
 
 def weights_missing(exp: Experiment) -> str | None:
@@ -84,8 +86,10 @@ def weights_missing(exp: Experiment) -> str | None:
     url, target = entry.url, cached_weights_path(entry)
     if target.is_file():
         return None
-    return (f"Pretrained weights {exp.model} {exp.weights} are not in {target.parent}: put {target.name} there, "
-            f"e.g. curl --create-dirs -L -o {target} {url} (TORCH_HOME sets another folder)")
+    return (
+        f"Pretrained weights {exp.model} {exp.weights} are not in {target.parent}: put {target.name} there, "
+        f"e.g. curl --create-dirs -L -o {target} {url} (TORCH_HOME sets another folder)"
+    )
 
 
 def missing_inputs(recipes: list[Experiment]) -> dict[str, list[str]]:
@@ -102,8 +106,9 @@ def report_missing(missing: dict[str, list[str]]) -> None:
     for line, names in missing.items():
         who = ", ".join(names) if len(names) <= 3 else f"{len(names)} recipes"
         print(f"missing ({who}): {line}", file=sys.stderr)
-    print("Nothing was run: no download is attempted. Put the files above in place and run this again.",
-          file=sys.stderr)
+    print(
+        "Nothing was run: no download is attempted. Put the files above in place and run this again.", file=sys.stderr
+    )
 
 
 # -- one recipe -----------------------------------------------------------------------
@@ -119,19 +124,33 @@ def time_recipe(exp: Experiment, runs: Path, full: bool) -> dict:
         if not isinstance(event, ev.EpochEnd):
             return
         seconds = time.perf_counter() - called
-        print(f"  {exp.name} epoch {event.epoch + 1}/{exp.epochs}: {event.test_acc:.2f}% "
-              f"(report {exp.reference_acc:.1f}%) after {seconds:.0f} s", flush=True)
+        print(
+            f"  {exp.name} epoch {event.epoch + 1}/{exp.epochs}: {event.test_acc:.2f}% "
+            f"(report {exp.reference_acc:.1f}%) after {seconds:.0f} s",
+            flush=True,
+        )
         if not reached and event.test_acc >= exp.reference_acc:
             reached.update(epoch=event.epoch + 1, seconds=seconds, acc=event.test_acc)
             if not full:
                 stop.set()
 
     result = train(exp, on_event, stop, runs_root=runs)
-    return {"name": exp.name, "model": exp.model, "input_size": exp.input_size, "epochs": exp.epochs,
-            "reference_acc": exp.reference_acc, "reached": bool(reached), "epoch": reached.get("epoch"),
-            "seconds": reached.get("seconds"), "acc_at_epoch": reached.get("acc"), "best_acc": result.best_acc,
-            "epochs_done": result.epochs_done, "total_seconds": time.perf_counter() - called,
-            "status": result.status, "reason": result.reason}
+    return {
+        "name": exp.name,
+        "model": exp.model,
+        "input_size": exp.input_size,
+        "epochs": exp.epochs,
+        "reference_acc": exp.reference_acc,
+        "reached": bool(reached),
+        "epoch": reached.get("epoch"),
+        "seconds": reached.get("seconds"),
+        "acc_at_epoch": reached.get("acc"),
+        "best_acc": result.best_acc,
+        "epochs_done": result.epochs_done,
+        "total_seconds": time.perf_counter() - called,
+        "status": result.status,
+        "reason": result.reason,
+    }
 
 
 # -- the table ---------------------------------------------------------------------------
@@ -148,8 +167,10 @@ def pick_recipes(catalog_path: str, only: str) -> list[Experiment]:
     names = [n.strip() for n in only.split(",") if n.strip()] or list(recipes)
     unknown = [n for n in names if n not in recipes]
     if unknown:
-        raise Unusable(f"--only: {catalog_path} has no experiment with reference_acc named {', '.join(unknown)}; "
-                       f"those it has are: {', '.join(recipes)}")
+        raise Unusable(
+            f"--only: {catalog_path} has no experiment with reference_acc named {', '.join(unknown)}; "
+            f"those it has are: {', '.join(recipes)}"
+        )
     return [recipes[n] for n in names]
 
 
@@ -159,20 +180,29 @@ def cell(value, spec: str) -> str:
 
 def print_table(rows: list[dict]) -> None:
     width = max(len("recipe"), *(len(r["name"]) for r in rows))
-    print(f"{'recipe':<{width}} {'report %':>8} {'reached':>7} {'epoch':>5} {'seconds':>9} {'best %':>7} "
-          f"{'epochs run':>10} {'total s':>9} {'status':>8}")
+    print(
+        f"{'recipe':<{width}} {'report %':>8} {'reached':>7} {'epoch':>5} {'seconds':>9} {'best %':>7} "
+        f"{'epochs run':>10} {'total s':>9} {'status':>8}"
+    )
     for r in rows:
-        print(f"{r['name']:<{width}} {r['reference_acc']:>8.1f} {'yes' if r['reached'] else 'no':>7} "
-              f"{cell(r['epoch'], 'd'):>5} {cell(r['seconds'], '.1f'):>9} {cell(r['best_acc'], '.2f'):>7} "
-              f"{r['epochs_done']:>10} {r['total_seconds']:>9.1f} {r['status']:>8}")
+        print(
+            f"{r['name']:<{width}} {r['reference_acc']:>8.1f} {'yes' if r['reached'] else 'no':>7} "
+            f"{cell(r['epoch'], 'd'):>5} {cell(r['seconds'], '.1f'):>9} {cell(r['best_acc'], '.2f'):>7} "
+            f"{r['epochs_done']:>10} {r['total_seconds']:>9.1f} {r['status']:>8}"
+        )
     for r in rows:
         if r["status"] == "failed":
             print(f"{r['name']} failed: {r['reason']}")
 
 
 def machine_info() -> dict:
-    return {"device": describe_device(resolve_device("auto")), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")}
+    return {
+        "device": describe_device(resolve_device("auto")),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def run_all(recipes: list[Experiment], runs: str, full: bool, machine: dict, json_path: Path) -> list[dict]:
@@ -189,8 +219,12 @@ def run_all(recipes: list[Experiment], runs: str, full: bool, machine: dict, jso
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time for each recipe with a reference_acc to reach it.")
     parser.add_argument("--catalog", default=str(REPO / "experiments.toml"))
-    parser.add_argument("--only", default="", help="comma-separated experiment names (default: every one with reference_acc)")
-    parser.add_argument("--full", action="store_true", help="train every epoch instead of stopping at the report's accuracy")
+    parser.add_argument(
+        "--only", default="", help="comma-separated experiment names (default: every one with reference_acc)"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="train every epoch instead of stopping at the report's accuracy"
+    )
     parser.add_argument("--runs", default="", help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--json", default=str(REPO / "bench" / "time_to_accuracy.json"))
     args = parser.parse_args(argv)

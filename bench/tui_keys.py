@@ -58,8 +58,10 @@ def press(key: str, expect: str, pause: float = 0.0) -> float:
 def report(what: str, times: list[float]) -> None:
     ms = sorted(t * 1000 for t in times)
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-    print(f"{what}, {len(ms)} presses while quickstart trained on the CPU: "
-          f"median {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms")
+    print(
+        f"{what}, {len(ms)} presses while quickstart trained on the CPU: "
+        f"median {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms"
+    )
 
 
 def plot_redraws(seconds: float) -> tuple[int, int]:
@@ -102,15 +104,17 @@ def main() -> int:
         plots, steps = plot_redraws(args.watch)
         press("Escape", "experiment")
         moves = []
-        for i in range(args.presses // 2):  # the cursor moves, and the description line under the table follows
+        for _ in range(args.presses // 2):  # the cursor moves, and the description line under the table follows
             moves.append(press("Down", "§3.1 ResNet18 from scratch, ImageNet stem", args.pause))
             moves.append(press("Up", "embedded CIFAR-10 sample", args.pause))
         print(f"{args.pause:g} s between presses")
         report("run -> catalog (Esc)", to_catalog)
         report("catalog -> live run (v)", to_run)
         report("cursor moves in the catalog (Down / Up)", moves)
-        print(f"live run watched for {args.watch:g} s: the plots changed {plots} times "
-              f"({plots / args.watch:.2f}/s) while {steps} new steps were reported on screen")
+        print(
+            f"live run watched for {args.watch:g} s: the plots changed {plots} times "
+            f"({plots / args.watch:.2f}/s) while {steps} new steps were reported on screen"
+        )
         print(screen())
     finally:
         tmux("send-keys", "-t", SESSION, "C-q")

@@ -49,15 +49,31 @@ def cmd_list(args) -> int:
     rows = [("name", "model", "input", "stem", "trains", "epochs", "report", "description")]
     for exp in catalog.experiments:
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
-        rows.append((exp.name, exp.model, str(exp.input_size), "cifar" if exp.cifar_stem else "",
-                     short_trainable(exp.model, exp.cifar_stem, exp.trainable), str(exp.epochs), ref, exp.description))
+        rows.append(
+            (
+                exp.name,
+                exp.model,
+                str(exp.input_size),
+                "cifar" if exp.cifar_stem else "",
+                short_trainable(exp.model, exp.cifar_stem, exp.trainable),
+                str(exp.epochs),
+                ref,
+                exp.description,
+            )
+        )
     # Key columns at full width; the description gets what is left and is cut: a line per experiment.
     widths = [max(len(r[i]) for r in rows) for i in range(7)]
     for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in (2, 5, 6) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            c.rjust(w) if i in (2, 5, 6) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        ]
         line = "  ".join(cells + [row[7]])
-        out.print(line if len(line) <= out.width else line[: out.width - 1] + "…",
-                  style="bold" if n == 0 else None, markup=False, soft_wrap=True)
+        out.print(
+            line if len(line) <= out.width else line[: out.width - 1] + "…",
+            style="bold" if n == 0 else None,
+            markup=False,
+            soft_wrap=True,
+        )
     return 0
 
 
@@ -126,19 +142,27 @@ def cmd_inspect(args) -> int:
 
     info = read_checkpoint(Path(args.checkpoint))
     exp, m = info.experiment, info.metrics
-    out.print(f"[bold]{escape(str(info.path))}[/]  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})")
-    out.print(f"experiment: {exp.get('name')}  model: {exp.get('model')}  input: {exp.get('input_size')}  "
-              f"dataset: {exp.get('dataset')} ({len(info.classes)} classes)")
+    out.print(
+        f"[bold]{escape(str(info.path))}[/]  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})"
+    )
+    out.print(
+        f"experiment: {exp.get('name')}  model: {exp.get('model')}  input: {exp.get('input_size')}  "
+        f"dataset: {exp.get('dataset')} ({len(info.classes)} classes)"
+    )
     if m:
-        out.print(f"test accuracy {m.get('test_acc', float('nan')):.2f}%  test loss {m.get('test_loss', float('nan')):.4f}  "
-                  f"train loss {m.get('train_loss', float('nan')):.4f}")
+        out.print(
+            f"test accuracy {m.get('test_acc', float('nan')):.2f}%  test loss {m.get('test_loss', float('nan')):.4f}  "
+            f"train loss {m.get('train_loss', float('nan')):.4f}"
+        )
     out.print(f"trained units: {', '.join(info.trainable_units) or 'none'}")
     out.print("versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()))
     table = Table(header_style="bold", box=None)
     for col in ("tensor", "shape", "dtype", "unit", "state"):
         table.add_column(col)
     for t in info.tensors:
-        table.add_row(t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.unit, "trained" if t.trained else "frozen")
+        table.add_row(
+            t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.unit, "trained" if t.trained else "frozen"
+        )
     out.print(table)
     out.print(f"{len(info.tensors)} tensors, {info.param_count:,} values")
     return 0
@@ -149,8 +173,10 @@ def cmd_eval(args) -> int:
 
     started = time.monotonic()
     result, exp = evaluate_checkpoint(Path(args.checkpoint), args.device or "auto", args.max_images or 0)
-    out.print(f"{args.checkpoint}: test accuracy [bold]{result.accuracy:.2f}%[/] "
-              f"(loss {result.loss:.4f}) on {result.images} {exp.dataset} test images in {time.monotonic() - started:.1f}s")
+    out.print(
+        f"{args.checkpoint}: test accuracy [bold]{result.accuracy:.2f}%[/] "
+        f"(loss {result.loss:.4f}) on {result.images} {exp.dataset} test images in {time.monotonic() - started:.1f}s"
+    )
     return 0
 
 
@@ -195,11 +221,16 @@ def _say(message: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ftui", description="Fine-tune ImageNet-pretrained vision models from the terminal. "
-        "With no command, ftui opens the terminal workbench."
+        prog="ftui",
+        description="Fine-tune ImageNet-pretrained vision models from the terminal. "
+        "With no command, ftui opens the terminal workbench.",
     )
-    p.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file for the workbench (default: ./experiments.toml)")
-    p.add_argument("--runs", default=DEFAULT_RUNS, help="folder of run folders for the workbench (default: ./checkpoints)")
+    p.add_argument(
+        "--catalog", default=DEFAULT_CATALOG, help="catalog file for the workbench (default: ./experiments.toml)"
+    )
+    p.add_argument(
+        "--runs", default=DEFAULT_RUNS, help="folder of run folders for the workbench (default: ./checkpoints)"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     ls = sub.add_parser("list", help="list the experiments of the catalog")
@@ -251,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         err.print("aborted.")
         return EXIT_STOPPED
     except Exception as exc:
-        err.print(f"[red]ftui hit an internal error:[/] {escape(repr(exc))}\nDetails were written to {_crash_log()}; please report it.")
+        err.print(
+            f"[red]ftui hit an internal error:[/] {escape(repr(exc))}\nDetails were written to {_crash_log()}; "
+            "please report it."
+        )
         return EXIT_FAILED
 
 

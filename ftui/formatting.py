@@ -15,7 +15,7 @@ def duration(seconds: float | None) -> str:
     "" when there is none."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return ""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:

@@ -55,3 +55,14 @@ def tiny_catalog(tmp_path: Path) -> Path:
         lines.append(f"{key} = {value!r}".replace("True", "true").replace("'", '"'))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def epoch_records(run_dir: Path) -> list[tuple]:
+    """Each epoch's figures from a run folder's metrics.jsonl, for comparing two runs."""
+    from ftui.engine.runs import RunFolder
+
+    return [
+        (m["epoch"], m["test_acc"], m["test_loss"], m["train_loss"])
+        for m in RunFolder(run_dir).read_metrics()
+        if m["type"] == "epoch"
+    ]

@@ -61,7 +61,7 @@ def test_values_stay_in_range_and_padding_is_black():
 def test_test_of_constant_image(size):
     aug = Augment(size, MEAN, STD)
     x = torch.full((2, 3, 32, 32), 51, dtype=torch.uint8)
-    expected = torch.tensor([(0.2 - m) / s for m, s in zip(MEAN, STD)]).view(1, 3, 1, 1)
+    expected = torch.tensor([(0.2 - m) / s for m, s in zip(MEAN, STD, strict=True)]).view(1, 3, 1, 1)
     assert torch.allclose(aug.test(x), expected.expand(2, 3, size, size), atol=1e-5)
 
 

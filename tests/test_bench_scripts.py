@@ -49,11 +49,20 @@ def test_the_cifar_stem_network_is_counted_at_32(throughput):
     assert throughput.forward_flops("resnet18", 32) / 2e9 == pytest.approx(0.56, rel=0.05)
 
 
-@pytest.mark.parametrize("name, peak", [
-    ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H200", 989.4),
-    ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0),
-    ("NVIDIA GeForce RTX 4090", 165.2), ("NVIDIA L40", None), ("Some Future GPU", None),
-])
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA GeForce RTX 4090", 165.2),
+        ("NVIDIA L40", None),
+        ("Some Future GPU", None),
+    ],
+)
 def test_peak_lookup_by_device_name(throughput, name, peak):
     assert throughput.peak_tflops(name) == peak
 
@@ -79,7 +88,12 @@ def test_batch224_takes_one_size_or_one_per_model(throughput):
 
 def test_vgg_and_vit_run_only_at_224_and_32_is_the_cifar_resnet(throughput):
     models = ["resnet18", "vgg16", "vit_b_16"]
-    assert throughput.jobs([32, 224], models) == [("resnet18", 32), ("resnet18", 224), ("vgg16", 224), ("vit_b_16", 224)]
+    assert throughput.jobs([32, 224], models) == [
+        ("resnet18", 32),
+        ("resnet18", 224),
+        ("vgg16", 224),
+        ("vit_b_16", 224),
+    ]
     assert throughput.jobs([64], models) == [("resnet18", 64), ("vgg16", 64)]
 
 
@@ -105,8 +119,14 @@ def test_the_seed_loop_is_written_as_a_person_writes_it(throughput):
 def test_missing_cifar10_and_weights_are_named_with_where_to_put_them(tmp_path):
     # Where ftui looks for CIFAR-10 and torch for pretrained weights: empty folders.
     env = {**os.environ, "FTUI_DATA_DIR": str(tmp_path / "data"), "TORCH_HOME": str(tmp_path / "torch")}
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "time_to_accuracy.py"), "--json", str(tmp_path / "out.json")],
-                          cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "time_to_accuracy.py"), "--json", str(tmp_path / "out.json")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.startswith("missing (")]

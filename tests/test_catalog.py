@@ -75,7 +75,9 @@ def test_shipped_quickstart_runs_offline(shipped):
 
 
 def test_get_unknown_name_suggests(shipped):
-    with pytest.raises(CatalogError, match=r"No experiment named 'resnet18-ft' in .*experiments.toml\. Did you mean 'resnet18-fft'\?"):
+    with pytest.raises(
+        CatalogError, match=r"No experiment named 'resnet18-ft' in .*experiments.toml\. Did you mean 'resnet18-fft'\?"
+    ):
         shipped.get("resnet18-ft")
 
 
@@ -99,20 +101,40 @@ BROKEN = {
     "warmup-too-long": (VALID + "epochs = 2\nwarmup_epochs = 2\n", ["warmup_epochs = 2", "less than epochs (2)"]),
     "reference-acc": (VALID + "reference_acc = 101\n", ["reference_acc = 101", "0 <= reference_acc <= 100"]),
     "unknown-key": (VALID + "epoch = 5\n", [ENTRY, "epoch = 5", "did you mean 'epochs'?"]),
-    "unknown-key-in-defaults": ("[defaults]\nbatchsize = 3\n" + VALID.removeprefix("[defaults]\n"),
-                                ["[defaults]", "batchsize = 3", "did you mean 'batch_size'?"]),
-    "unknown-top-level": ('[defautls]\nlr = 0.1\n\n[[experiment]]\nname = "e"\n', ["'defautls'", "did you mean 'defaults'?"]),
+    "unknown-key-in-defaults": (
+        "[defaults]\nbatchsize = 3\n" + VALID.removeprefix("[defaults]\n"),
+        ["[defaults]", "batchsize = 3", "did you mean 'batch_size'?"],
+    ),
+    "unknown-top-level": (
+        '[defautls]\nlr = 0.1\n\n[[experiment]]\nname = "e"\n',
+        ["'defautls'", "did you mean 'defaults'?"],
+    ),
     "top-level-setting": ('epochs = 3\n[[experiment]]\nname = "e"\n', ["'epochs'", "under [defaults]"]),
     "single-bracket-experiment": ('[experiment]\nname = "e"\n', ["[[experiment]] (double brackets)"]),
-    "unknown-unit": (VALID + 'trainable = ["layr1", "fc"]\n', ["'layr1'", "did you mean 'layer1'?", ", ".join(RESNET18_UNITS)]),
+    "unknown-unit": (
+        VALID + 'trainable = ["layr1", "fc"]\n',
+        ["'layr1'", "did you mean 'layer1'?", ", ".join(RESNET18_UNITS)],
+    ),
     "no-unit-trains": (VALID + "trainable = []\n", ["trainable = []", "no layer unit would train"]),
-    "unknown-unit-lr": (VALID + "unit_lr = { fcc = 0.1 }\n", ["unit_lr = { fcc = 0.1 }", "'fcc'", "did you mean 'fc'?"]),
+    "unknown-unit-lr": (
+        VALID + "unit_lr = { fcc = 0.1 }\n",
+        ["unit_lr = { fcc = 0.1 }", "'fcc'", "did you mean 'fc'?"],
+    ),
     "unknown-model": (VALID + 'model = "resnet81"\n', ['model = "resnet81"', "did you mean 'resnet18'"]),
     "unknown-weights": (VALID + 'weights = "IMAGENET1K"\n', ['weights = "IMAGENET1K"', "IMAGENET1K_V1", "DEFAULT"]),
     "weights-case": (VALID + 'weights = "default"\n', ['weights = "default"', "did you mean 'DEFAULT'?"]),
-    "cifar-stem-on-vgg": (VALID + 'model = "vgg16"\ncifar_stem = true\n', ["cifar_stem = true", "ResNet-style", "vgg16"]),
-    "vit-small-input": (VALID + 'model = "vit_b_16"\ninput_size = 32\n', ["input_size = 32", "224x224", "set input_size = 224"]),
-    "unknown-dataset": (VALID + 'dataset = "cifar100"\n', ['dataset = "cifar100"', "cifar10-sample", "did you mean 'cifar10'?"]),
+    "cifar-stem-on-vgg": (
+        VALID + 'model = "vgg16"\ncifar_stem = true\n',
+        ["cifar_stem = true", "ResNet-style", "vgg16"],
+    ),
+    "vit-small-input": (
+        VALID + 'model = "vit_b_16"\ninput_size = 32\n',
+        ["input_size = 32", "224x224", "set input_size = 224"],
+    ),
+    "unknown-dataset": (
+        VALID + 'dataset = "cifar100"\n',
+        ['dataset = "cifar100"', "cifar10-sample", "did you mean 'cifar10'?"],
+    ),
     "unknown-optimizer": (VALID + 'optimizer = "adamW2"\n', ['optimizer = "adamW2"', "did you mean 'adamw'?"]),
     "unknown-scheduler": (VALID + 'scheduler = "cosin"\n', ['scheduler = "cosin"', "did you mean 'cosine'?"]),
     "unknown-normalize": (VALID + 'normalize = "imagenette"\n', ['normalize = "imagenette"', "imagenet"]),
@@ -122,8 +144,14 @@ BROKEN = {
     "device-index": (VALID + 'device = "cuda:x"\n', ['device = "cuda:x"', "cuda:N"]),
     "duplicate-names": (VALID + '\n[[experiment]]\nname = "e"\n', ['experiment "e" (entry 2)', "duplicate", "entry 1"]),
     "empty-catalog": ("[defaults]\nlr = 0.1\n", ["no experiments"]),
-    "missing-name": ('[defaults]\ntrainable = "all"\n[[experiment]]\nlr = 0.1\n', ["experiment entry 1", "name: missing"]),
-    "name-in-defaults": ('[defaults]\nname = "d"\ntrainable = "all"\n[[experiment]]\nname = "e"\n', ["[defaults]", 'name = "d"']),
+    "missing-name": (
+        '[defaults]\ntrainable = "all"\n[[experiment]]\nlr = 0.1\n',
+        ["experiment entry 1", "name: missing"],
+    ),
+    "name-in-defaults": (
+        '[defaults]\nname = "d"\ntrainable = "all"\n[[experiment]]\nname = "e"\n',
+        ["[defaults]", 'name = "d"'],
+    ),
     "name-dotdot": (VALID.replace('"e"', '"../x"'), ['name = "../x"', "not a valid name"]),
     "name-absolute": (VALID.replace('"e"', '"/etc/x"'), ['name = "/etc/x"', "not a valid name"]),
     "name-space": (VALID.replace('"e"', '"a b"'), ['name = "a b"', "not a valid name"]),
@@ -148,12 +176,15 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_every_problem_in_the_file_is_reported(tmp_path):
-    path = write(tmp_path, (
-        '[defaults]\ntrainable = "all"\nlr = 0\n'
-        '[[experiment]]\nname = "a"\nepochs = "ten"\noptimiser = "sgd"\n'
-        '[[experiment]]\nname = "b"\nmodel = "vgg16"\ncifar_stem = true\n'
-        '[[experiment]]\nname = "a"\nbatch_size = 0\n'
-    ))
+    path = write(
+        tmp_path,
+        (
+            '[defaults]\ntrainable = "all"\nlr = 0\n'
+            '[[experiment]]\nname = "a"\nepochs = "ten"\noptimiser = "sgd"\n'
+            '[[experiment]]\nname = "b"\nmodel = "vgg16"\ncifar_stem = true\n'
+            '[[experiment]]\nname = "a"\nbatch_size = 0\n'
+        ),
+    )
     lines = error_of(path).splitlines()
     expected = [
         "[defaults]: lr = 0",
@@ -164,7 +195,7 @@ def test_every_problem_in_the_file_is_reported(tmp_path):
         'experiment "a" (entry 3): name = "a": duplicate',
     ]
     assert len(lines) == len(expected)
-    for line, part in zip(lines, expected):
+    for line, part in zip(lines, expected, strict=True):
         assert line.startswith(f"{path}: ") and part in line
     # the bad default is reported once, not once per entry that inherits it
     assert sum("lr = 0" in line for line in lines) == 1
@@ -223,15 +254,22 @@ def new_entry(path: Path) -> dict:
 
 def test_save_appends_only_what_differs(copy):
     base = load_catalog(copy).get("resnet18-fft")
-    exp = dataclasses.replace(base, name="mine", description="", reference_acc=None, lr=0.02,
-                              trainable=("layer4", "fc"), unit_lr={"fc": 0.05})
+    exp = dataclasses.replace(
+        base, name="mine", description="", reference_acc=None, lr=0.02, trainable=("layer4", "fc"), unit_lr={"fc": 0.05}
+    )
     original = copy.read_text(encoding="utf-8")
     os.chmod(copy, 0o640)
     save_experiment(copy, exp)
     text = copy.read_text(encoding="utf-8")
     assert text.startswith(original)
     assert all(line in text.splitlines() for line in original.splitlines() if line.lstrip().startswith("#"))
-    assert new_entry(copy) == {"name": "mine", "description": "", "trainable": ["layer4", "fc"], "lr": 0.02, "unit_lr": {"fc": 0.05}}
+    assert new_entry(copy) == {
+        "name": "mine",
+        "description": "",
+        "trainable": ["layer4", "fc"],
+        "lr": 0.02,
+        "unit_lr": {"fc": 0.05},
+    }
     assert load_catalog(copy).get("mine") == exp
     assert os.stat(copy).st_mode & 0o777 == 0o640
 
@@ -258,12 +296,16 @@ def test_save_writes_all_when_every_unit_trains(tmp_path):
     assert load_catalog(path).get("b") == exp
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"name": "quickstart"}, "already has an experiment named 'quickstart'"),
-    ({"name": "../escape"}, 'name = "../escape"'),
-    ({"lr": 0.0}, "0 < lr <= 10"),
-    ({"trainable": ("layr4",)}, "did you mean 'layer4'?"),
-], ids=["duplicate", "bad-name", "bad-lr", "bad-unit"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": "quickstart"}, "already has an experiment named 'quickstart'"),
+        ({"name": "../escape"}, 'name = "../escape"'),
+        ({"lr": 0.0}, "0 < lr <= 10"),
+        ({"trainable": ("layr4",)}, "did you mean 'layer4'?"),
+    ],
+    ids=["duplicate", "bad-name", "bad-lr", "bad-unit"],
+)
 def test_save_refuses_and_leaves_the_file_untouched(copy, change, message):
     before = copy.read_bytes()
     exp = dataclasses.replace(load_catalog(copy).get("resnet18-fft"), **({"name": "fresh"} | change))
@@ -281,7 +323,7 @@ def test_save_failing_midway_leaves_the_file_untouched(copy, monkeypatch):
 
     monkeypatch.setattr(catalog_module.os, "replace", broken_replace)
     exp = dataclasses.replace(load_catalog(copy).get("resnet18-fft"), name="fresh")
-    with pytest.raises(CatalogError, match="Cannot write .*disk full"):
+    with pytest.raises(CatalogError, match=r"Cannot write .*disk full"):
         save_experiment(copy, exp)
     assert copy.read_bytes() == before
     assert os.listdir(copy.parent) == ["experiments.toml"]

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ftui.errors import CheckpointError
 from ftui.engine.checkpoints import load_checkpoint_model, read_checkpoint
 from ftui.engine.evaluation import evaluate_checkpoint
 from ftui.engine.train import train
+from ftui.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ model.maxpool = torch.nn.Identity()
 model.load_state_dict(load_file({str(path)!r}))
 model.eval()
 with torch.no_grad():
-    torch.save(model(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})
+    torch.save(model(torch.load({str(tmp_path / "x.pt")!r})), {str(tmp_path / "y.pt")!r})
 assert not any(m.startswith("ftui") for m in sys.modules)
 """
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
@@ -70,7 +70,7 @@ assert not any(m.startswith("ftui") for m in sys.modules)
 
 
 def test_eval_of_a_checkpoint_matches_the_run(finished_run):
-    result, exp = evaluate_checkpoint(finished_run.run_dir / "best.safetensors", "cpu")
+    result, _exp = evaluate_checkpoint(finished_run.run_dir / "best.safetensors", "cpu")
     assert result.images == 32
     assert result.accuracy == pytest.approx(finished_run.best_acc)
 
@@ -122,7 +122,7 @@ def test_checkpoint_whose_tensors_do_not_fit_its_model(finished_run, tmp_path):
     tensors["fc.weight"] = torch.zeros(3, 512)
     path = tmp_path / "mismatch.safetensors"
     save_file(tensors, path, metadata=meta)
-    with pytest.raises(CheckpointError, match="fc.weight"):
+    with pytest.raises(CheckpointError, match=r"fc\.weight"):
         load_checkpoint_model(path)
 
 

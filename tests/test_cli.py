@@ -69,7 +69,7 @@ def test_errors_are_messages_with_a_nonzero_exit(tiny_catalog, tmp_path, capsys,
 
 def test_bad_catalog_shows_file_line_and_column(tmp_path):
     bad = tmp_path / "experiments.toml"
-    bad.write_text("[[experiment]]\nname = \"x\"\nepochs = = 3\n")
+    bad.write_text('[[experiment]]\nname = "x"\nepochs = = 3\n')
     proc = ftui("list", cwd=tmp_path)
     assert proc.returncode == 2
     assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
@@ -95,7 +95,11 @@ def test_ctrl_c_stops_a_cli_run_cleanly(tiny_catalog, tmp_path):
     env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ftui", "run", "tiny", "--catalog", str(tiny_catalog), "--epochs", "50"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = []
     for line in proc.stdout:  # wait until the first epoch has been checkpointed

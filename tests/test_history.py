@@ -34,13 +34,31 @@ def test_metrics_tail_never_returns_half_a_line(tmp_path):
 
 def test_run_history_folds_records_and_forgets_a_retrained_epoch():
     h = RunHistory()
-    h.feed([
-        {"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 0},
-        {"type": "steps", "epoch": 0, "step": 0, "global_step": 0, "losses": [2.0, 1.8], "lr": 0.1, "images_per_sec": 50},
-        {"type": "epoch", "epoch": 0, "test_acc": 30.0, "test_loss": 1.9, "train_loss": 1.9},
-        {"type": "steps", "epoch": 1, "step": 0, "global_step": 2, "losses": [1.7], "lr": 0.1, "images_per_sec": 50},
-        {"type": "stopped", "reason": "stopped by request"},
-    ])
+    h.feed(
+        [
+            {"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 0},
+            {
+                "type": "steps",
+                "epoch": 0,
+                "step": 0,
+                "global_step": 0,
+                "losses": [2.0, 1.8],
+                "lr": 0.1,
+                "images_per_sec": 50,
+            },
+            {"type": "epoch", "epoch": 0, "test_acc": 30.0, "test_loss": 1.9, "train_loss": 1.9},
+            {
+                "type": "steps",
+                "epoch": 1,
+                "step": 0,
+                "global_step": 2,
+                "losses": [1.7],
+                "lr": 0.1,
+                "images_per_sec": 50,
+            },
+            {"type": "stopped", "reason": "stopped by request"},
+        ]
+    )
     assert (h.epoch, h.step, h.global_step, h.state) == (1, 0, 2, "stopped")
     assert h.best_acc == 30.0 and len(h.loss) == 3
     h.feed([{"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 1}])

@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import urllib.error
+
 import pytest
 import torch
 import torchvision
 from safetensors.torch import save_file
 
-from ftui.errors import ModelError, WeightsError
 from ftui.engine import models
 from ftui.engine.weights import load_weights_state
+from ftui.errors import ModelError, WeightsError
 
 
 def test_resnet18_units():

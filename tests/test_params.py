@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from ftui.errors import FtuiError
 from ftui.engine.models import build_model, layer_units
 from ftui.engine.params import (
-    apply_trainable, count_params, frozen_batchnorms, lr_factor, make_optimizer, make_scheduler, param_groups,
+    apply_trainable,
+    count_params,
+    frozen_batchnorms,
+    lr_factor,
+    make_optimizer,
+    make_scheduler,
+    param_groups,
     set_train_mode,
 )
+from ftui.errors import FtuiError
 
 
 def _setup(exp):
@@ -38,15 +43,22 @@ def test_frozen_units_are_not_in_the_optimizer(make_exp):
 
 def test_per_unit_lrs_keep_their_ratios_through_the_schedule(make_exp):
     # The report's §3.3 optimizer: conv1 7e-3, fc 1e-2, layer1-4 5e-3, cosine.
-    exp = make_exp(trainable=["conv1", "layer1", "layer2", "layer3", "layer4", "fc"], lr=5e-3,
-                   unit_lr={"conv1": 7e-3, "fc": 1e-2}, warmup_epochs=1, epochs=4)
+    exp = make_exp(
+        trainable=["conv1", "layer1", "layer2", "layer3", "layer4", "fc"],
+        lr=5e-3,
+        unit_lr={"conv1": 7e-3, "fc": 1e-2},
+        warmup_epochs=1,
+        epochs=4,
+    )
     model, units = _setup(exp)
     opt = make_optimizer(param_groups(model, units, exp), exp)
     sched = make_scheduler(opt, exp, steps_per_epoch=10)
     base = {g["unit"]: g["lr"] / lr_factor(0, 40, 10, "cosine") for g in opt.param_groups}
-    assert base == pytest.approx({"conv1": 7e-3, "layer1": 5e-3, "layer2": 5e-3, "layer3": 5e-3, "layer4": 5e-3, "fc": 1e-2})
+    assert base == pytest.approx(
+        {"conv1": 7e-3, "layer1": 5e-3, "layer2": 5e-3, "layer3": 5e-3, "layer4": 5e-3, "fc": 1e-2}
+    )
     seen = []
-    for step in range(40):
+    for _ in range(40):
         lrs = {g["unit"]: g["lr"] for g in opt.param_groups}
         assert lrs["conv1"] / lrs["layer3"] == pytest.approx(7 / 5)
         assert lrs["fc"] / lrs["layer1"] == pytest.approx(2.0)

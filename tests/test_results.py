@@ -50,14 +50,28 @@ input_size = 64
 """
 
 
-def make_run(root: Path, folder: str, experiment: str, state: str, best_acc=None, seconds=None,
-             started_at="2025-01-01T10:00:00", **exp) -> Path:
+def make_run(
+    root: Path,
+    folder: str,
+    experiment: str,
+    state: str,
+    best_acc=None,
+    seconds=None,
+    started_at="2025-01-01T10:00:00",
+    **exp,
+) -> Path:
     """A run folder written by hand, as the trainer leaves it."""
     path = root / folder
     path.mkdir(parents=True)
     (path / "experiment.json").write_text(json.dumps({"name": experiment, **exp}))
-    status = {"state": state, "best_acc": best_acc, "seconds": seconds, "started_at": started_at,
-              "epochs": 3, "epochs_done": 3 if state == "finished" else 1}
+    status = {
+        "state": state,
+        "best_acc": best_acc,
+        "seconds": seconds,
+        "started_at": started_at,
+        "epochs": 3,
+        "epochs_done": 3 if state == "finished" else 1,
+    }
     (path / "status.json").write_text(json.dumps(status))
     return path
 
@@ -101,7 +115,12 @@ def test_difference_sign_and_missing_values(catalog, runs):
     assert rows["fft"].difference == pytest.approx(-3.7)
     unmeasured = rows["all-but-bn1"]
     assert (unmeasured.measured, unmeasured.difference, unmeasured.seconds, unmeasured.run, unmeasured.runs) == (
-        None, None, None, "", 0)
+        None,
+        None,
+        None,
+        "",
+        0,
+    )
     no_ref = rows["no-reference"]
     assert (no_ref.reference, no_ref.measured, no_ref.difference) == (None, 50.0, None)
 
@@ -111,7 +130,11 @@ def test_rows_follow_the_catalog_then_removed_experiments(catalog, runs):
     assert [r.experiment for r in rows] == ["fc", "fft", "all-but-bn1", "no-reference", "gone"]
     gone = rows[-1]
     assert not gone.in_catalog and (gone.model, gone.input_size, gone.trains, gone.measured) == (
-        "resnet18", 32, "fc", 70.0)
+        "resnet18",
+        32,
+        "fc",
+        70.0,
+    )
     assert all(r.in_catalog for r in rows[:-1])  # "also-gone" has no finished run: left out
 
 
@@ -151,10 +174,14 @@ def test_markdown(catalog, runs):
 def test_csv_parses_back(catalog, runs):
     parsed = list(csv.reader(io.StringIO(to_csv(results_table(catalog, runs)))))
     assert tuple(parsed[0]) == CSV_HEADER
-    rows = {r[0]: dict(zip(CSV_HEADER, r)) for r in parsed[1:]}
+    rows = {r[0]: dict(zip(CSV_HEADER, r, strict=True)) for r in parsed[1:]}
     fc = rows["fc"]
     assert (float(fc["report_acc"]), float(fc["ftui_acc"]), float(fc["difference"]), float(fc["seconds"])) == (
-        80.9, 82.25, 1.35, 3725.4)
+        80.9,
+        82.25,
+        1.35,
+        3725.4,
+    )
     assert (fc["finished_runs"], fc["run"], fc["trainable"], fc["input_size"]) == ("2", "fc-2", "fc", "32")
     empty = rows["all-but-bn1"]
     assert [empty[k] for k in ("ftui_acc", "difference", "seconds", "run")] == ["", "", "", ""]

@@ -12,6 +12,7 @@ from ftui.engine import events as ev
 from ftui.engine.runs import RunFolder
 from ftui.engine.stop import StopRequest
 from ftui.engine.train import resume, train
+from tests.conftest import epoch_records
 
 
 class Recorder(list):
@@ -146,8 +147,12 @@ def test_resume_ends_exactly_like_an_uninterrupted_run(make_exp, runs_root):
     assert full.status == "finished"
 
     stop = threading.Event()
-    first = train(exp, Recorder(lambda e: stop.set() if isinstance(e, ev.EpochEnd) and e.epoch == 0 else None),
-                  stop, runs_root=runs_root / "interrupted")
+    first = train(
+        exp,
+        Recorder(lambda e: stop.set() if isinstance(e, ev.EpochEnd) and e.epoch == 0 else None),
+        stop,
+        runs_root=runs_root / "interrupted",
+    )
     assert first.status == "stopped" and first.epochs_done == 1
     events = Recorder()
     resumed = resume(first.run_dir, events)
@@ -158,9 +163,7 @@ def test_resume_ends_exactly_like_an_uninterrupted_run(make_exp, runs_root):
     b = load_file(resumed.run_dir / "last.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
-    epochs = lambda r: [(m["epoch"], m["test_acc"], m["test_loss"], m["train_loss"])
-                        for m in RunFolder(r.run_dir).read_metrics() if m["type"] == "epoch"]
-    assert epochs(full) == epochs(resumed)
+    assert epoch_records(full.run_dir) == epoch_records(resumed.run_dir)
 
 
 def test_resume_refuses_a_finished_run(make_exp, runs_root):
@@ -186,8 +189,17 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 def test_training_really_learns_on_real_images(make_exp, runs_root):
     # The whole embedded sample for 3 epochs at 32x32 with ResNet18's own fast stem:
     # real CIFAR-10 images, so accuracy far above the 10% of chance means it learns.
-    exp = make_exp(input_size=32, cifar_stem=False, batch_size=128, max_steps_per_epoch=0,
-                   max_test_images=0, epochs=3, lr=0.05, crop_padding=4, flip=True)
+    exp = make_exp(
+        input_size=32,
+        cifar_stem=False,
+        batch_size=128,
+        max_steps_per_epoch=0,
+        max_test_images=0,
+        epochs=3,
+        lr=0.05,
+        crop_padding=4,
+        flip=True,
+    )
     result = train(exp, runs_root=runs_root)
     assert result.status == "finished"
     assert result.history[-1].train_loss < result.history[0].train_loss
@@ -228,8 +240,18 @@ def test_an_unexpected_error_is_recorded_then_raised(make_exp, runs_root, monkey
     [("vgg16", 32, ["block5", "classifier"]), ("vit_b_16", 224, ["encoder_layer_11", "ln", "heads"])],
 )
 def test_vgg16_and_vit_b_16_train_through_the_same_function(make_exp, runs_root, model, size, trainable):
-    exp = make_exp(model=model, input_size=size, cifar_stem=False, trainable=trainable, batch_size=2,
-                   max_steps_per_epoch=1, max_test_images=2, epochs=1, crop_padding=0, rotation=10)
+    exp = make_exp(
+        model=model,
+        input_size=size,
+        cifar_stem=False,
+        trainable=trainable,
+        batch_size=2,
+        max_steps_per_epoch=1,
+        max_test_images=2,
+        epochs=1,
+        crop_padding=0,
+        rotation=10,
+    )
     events = Recorder()
     result = train(exp, events, runs_root=runs_root)
     assert result.status == "finished", result.reason
@@ -238,7 +260,9 @@ def test_vgg16_and_vit_b_16_train_through_the_same_function(make_exp, runs_root,
     assert 0 < started.trainable_params < started.total_params
 
 
-def test_compile_runs_the_steps_through_torch_compile_and_keeps_plain_checkpoint_names(make_exp, runs_root, monkeypatch):
+def test_compile_runs_the_steps_through_torch_compile_and_keeps_plain_checkpoint_names(
+    make_exp, runs_root, monkeypatch
+):
     calls = []
 
     class Compiled(torch.nn.Module):  # stands in for torch.compile's wrapper (same "_orig_mod" attribute)
@@ -258,12 +282,17 @@ def test_compile_runs_the_steps_through_torch_compile_and_keeps_plain_checkpoint
     assert "fc.weight" in names and not any(n.startswith("_orig_mod") for n in names)
 
 
-@pytest.mark.parametrize("precision, native, shown, dtype", [
-    ("bf16", True, "cpu, bf16", torch.bfloat16),
-    ("bf16", False, "cpu, float32", torch.float32),
-    ("auto", True, "cpu, float32", torch.float32),
-])
-def test_a_run_trains_and_says_in_the_precision_it_uses(make_exp, runs_root, monkeypatch, precision, native, shown, dtype):
+@pytest.mark.parametrize(
+    "precision, native, shown, dtype",
+    [
+        ("bf16", True, "cpu, bf16", torch.bfloat16),
+        ("bf16", False, "cpu, float32", torch.float32),
+        ("auto", True, "cpu, float32", torch.float32),
+    ],
+)
+def test_a_run_trains_and_says_in_the_precision_it_uses(
+    make_exp, runs_root, monkeypatch, precision, native, shown, dtype
+):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     seen = set()

@@ -38,7 +38,6 @@ from .experiment import (
 from .models import ModelInfo, check_model_name, describe
 from .weights import is_local_weights, weight_names
 
-
 # With `from __future__ import annotations` the field types are strings such as "int" or "float | None".
 _KINDS = {f.name: f.type for f in dataclasses.fields(Experiment)}
 _BUILTIN_DEFAULTS = {
@@ -155,8 +154,15 @@ def _show(value: object) -> str:
 
 
 def _type_name(value: object) -> str:
-    for kind, word in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
-                       (list, "a list"), (tuple, "a list"), (dict, "a table")):
+    for kind, word in (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "a list"),
+        (tuple, "a list"),
+        (dict, "a table"),
+    ):
         if isinstance(value, kind):
             return word
     return "null" if value is None else type(value).__name__
@@ -184,8 +190,10 @@ def _typed(kind: str, value: object) -> object:
         if not math.isfinite(value):
             raise _Invalid("expected a finite number")
         return float(value)
-    if (base == "bool" and isinstance(value, bool)) or (base == "int" and is_number and isinstance(value, int)) or (
-        base == "str" and isinstance(value, str)
+    if (
+        (base == "bool" and isinstance(value, bool))
+        or (base == "int" and is_number and isinstance(value, int))
+        or (base == "str" and isinstance(value, str))
     ):
         return value
     raise _Invalid(f"expected {_TYPE_WANTED[base]}, got {_type_name(value)}")
@@ -238,7 +246,11 @@ def _check_value(key: str, value: object, base_dir: Path | None) -> object:
     """The value converted for the Experiment, checked on its own (no other keys needed)."""
     if key not in _KINDS:
         close = _closest(key, FIELD_NAMES)
-        raise _Invalid(f"unknown setting; did you mean {close!r}?" if close else f"unknown setting; the settings are: {', '.join(FIELD_NAMES)}")
+        raise _Invalid(
+            f"unknown setting; did you mean {close!r}?"
+            if close
+            else f"unknown setting; the settings are: {', '.join(FIELD_NAMES)}"
+        )
     if key == "trainable":
         return _trainable(value)
     if key == "unit_lr":
@@ -274,9 +286,15 @@ def _model_info(values: dict) -> tuple[ModelInfo | None, list[_Problem]]:
         return info, []
     if info.has_resnet_stem:
         return describe(model, True), []
-    return info, [_Problem("cifar_stem", (
-        f"cifar_stem = true: cifar_stem applies to ResNet-style models (conv1 + maxpool); {model} has none. Set cifar_stem = false."
-    ))]
+    return info, [
+        _Problem(
+            "cifar_stem",
+            (
+                f"cifar_stem = true: cifar_stem applies to ResNet-style models (conv1 + maxpool); {model} has "
+                "none. Set cifar_stem = false."
+            ),
+        )
+    ]
 
 
 def _unit_problems(values: dict, info: ModelInfo) -> list[_Problem]:
@@ -301,13 +319,25 @@ def _input_and_weights_problems(values: dict, info: ModelInfo) -> list[_Problem]
     problems = []
     fixed, size = info.fixed_input_size, values.get("input_size")
     if fixed is not None and size is not None and size != fixed:
-        problems.append(_Problem("input_size", f"input_size = {size}: {info.name} only accepts {fixed}x{fixed} inputs; set input_size = {fixed}"))
+        problems.append(
+            _Problem(
+                "input_size",
+                f"input_size = {size}: {info.name} only accepts {fixed}x{fixed} inputs; set input_size = {fixed}",
+            )
+        )
     weights, offered = values.get("weights"), weight_names(info.name)
     if weights is not None and weights != WEIGHTS_NONE and not is_local_weights(weights) and weights not in offered:
-        problems.append(_Problem("weights", (
-            f"weights = {_show(weights)}: {info.name} has no pretrained weights of that name{_hint(weights, offered)} "
-            f"(torchvision offers: {', '.join(offered) or 'none'}); or use \"none\" or a path to a .safetensors/.pth file"
-        )))
+        problems.append(
+            _Problem(
+                "weights",
+                (
+                    f"weights = {_show(weights)}: {info.name} has no pretrained weights of that "
+                    f"name{_hint(weights, offered)} "
+                    f"(torchvision offers: {', '.join(offered) or 'none'}); "
+                    'or use "none" or a path to a .safetensors/.pth file'
+                ),
+            )
+        )
     return problems
 
 
@@ -325,14 +355,24 @@ def _other_problems(values: dict) -> list[_Problem]:
     problems = []
     warmup, epochs = values.get("warmup_epochs"), values.get("epochs")
     if warmup is not None and epochs is not None and warmup >= epochs:
-        problems.append(_Problem("warmup_epochs", f"warmup_epochs = {_show(warmup)}: must be less than epochs ({epochs})"))
+        problems.append(
+            _Problem("warmup_epochs", f"warmup_epochs = {_show(warmup)}: must be less than epochs ({epochs})")
+        )
     if values.get("dataset") == "imagefolder" and values.get("data_dir") == "":
-        problems.append(_Problem("data_dir", 'data_dir = "": dataset "imagefolder" needs data_dir, the folder that holds its images'))
+        problems.append(
+            _Problem(
+                "data_dir", 'data_dir = "": dataset "imagefolder" needs data_dir, the folder that holds its images'
+            )
+        )
     return problems
 
 
 def _validate(data: dict, base_dir: Path | None) -> tuple[Experiment | None, list[_Problem]]:
-    problems = [] if "name" in data else [_Problem("name", 'name: missing; every experiment needs name = "..." (it names its run folder)')]
+    problems = (
+        []
+        if "name" in data
+        else [_Problem("name", 'name: missing; every experiment needs name = "..." (it names its run folder)')]
+    )
     values = {}
     for key, raw in {**_BUILTIN_DEFAULTS, **data}.items():
         try:
@@ -377,14 +417,20 @@ def _split_document(doc: dict, path: Path) -> tuple[dict, list, list[str]]:
     lines = []
     for key in doc:
         if key not in _TOP_LEVEL:
-            why = "settings go under [defaults] or an [[experiment]]" if key in _KINDS else "a catalog has only [defaults] and [[experiment]] entries"
+            why = (
+                "settings go under [defaults] or an [[experiment]]"
+                if key in _KINDS
+                else "a catalog has only [defaults] and [[experiment]] entries"
+            )
             lines.append(f"{path}: unknown top-level key {key!r}{_hint(key, _TOP_LEVEL)}; {why}")
     defaults, entries = doc.get("defaults", {}), doc.get("experiment", [])
     if not isinstance(defaults, dict):
         lines.append(f"{path}: defaults must be a table: write [defaults] and its settings below it")
         defaults = {}
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        lines.append(f"{path}: experiment must be an array of tables: start each one with [[experiment]] (double brackets)")
+        lines.append(
+            f"{path}: experiment must be an array of tables: start each one with [[experiment]] (double brackets)"
+        )
         entries = []
     elif not entries:
         lines.append(f'{path}: no experiments; add at least one [[experiment]] entry with a name = "..."')
@@ -409,14 +455,22 @@ def _merge(defaults: dict, entry: dict) -> dict:
 
 def _entry_where(path: Path, number: int, entry: dict) -> str:
     name = entry.get("name")
-    return f"{path}: experiment {_show(name)} (entry {number})" if isinstance(name, str) else f"{path}: experiment entry {number}"
+    return (
+        f"{path}: experiment {_show(name)} (entry {number})"
+        if isinstance(name, str)
+        else f"{path}: experiment entry {number}"
+    )
 
 
 def _origin(key: str, entry: dict, defaults: dict) -> str:
     # A problem on a key the entry does not set comes from elsewhere: say where to fix it.
     if key in entry or key not in _BUILTIN_DEFAULTS:
         return ""
-    return " (inherited from [defaults])" if key in defaults else " (the built-in default; set it in [defaults] or the entry)"
+    return (
+        " (inherited from [defaults])"
+        if key in defaults
+        else " (the built-in default; set it in [defaults] or the entry)"
+    )
 
 
 def load_catalog(path: str | Path) -> Catalog:
@@ -430,7 +484,11 @@ def load_catalog(path: str | Path) -> Catalog:
     for number, entry in enumerate(entries, 1):
         where = _entry_where(path, number, entry)
         exp, problems = _validate(_merge(defaults, entry), base_dir)
-        lines += [f"{where}: {p.text}{_origin(p.key, entry, defaults)}" for p in problems if p.key in entry or p.key not in reported]
+        lines += [
+            f"{where}: {p.text}{_origin(p.key, entry, defaults)}"
+            for p in problems
+            if p.key in entry or p.key not in reported
+        ]
         name = entry.get("name")
         if isinstance(name, str) and name in first_entry:
             lines.append(f"{where}: name = {_show(name)}: duplicate; entry {first_entry[name]} already uses this name")
@@ -460,7 +518,11 @@ def _entry_for(exp: Experiment, defaults: dict, base_dir: Path) -> dict:
     entry = _toml_values(exp)
     for key in FIELD_NAMES:
         trial = {k: v for k, v in entry.items() if k != key}
-        if key not in ("name", "description") and key in entry and _validate(_merge(defaults, trial), base_dir)[0] == exp:
+        if (
+            key not in ("name", "description")
+            and key in entry
+            and _validate(_merge(defaults, trial), base_dir)[0] == exp
+        ):
             entry = trial
     return entry
 

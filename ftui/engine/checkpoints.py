@@ -117,7 +117,13 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model_checkpoint(
-    path: Path, tensors: dict[str, torch.Tensor], *, kind: str, epoch: int, experiment: Experiment, metrics: dict,
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    *,
+    kind: str,
+    epoch: int,
+    experiment: Experiment,
+    metrics: dict,
     classes: tuple[str, ...],
 ) -> None:
     metadata = {
@@ -148,7 +154,7 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[tuple[int,
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
             table = {}
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 sl = f.get_slice(key)
                 table[key] = (tuple(sl.get_shape()), str(sl.get_dtype()))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -170,7 +176,7 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a safetensors file but not an ftui checkpoint (no ftui metadata). "
-            "If it holds model weights, use it as `weights = \"{path}\"` in an experiment."
+            'If it holds model weights, use it as `weights = "{path}"` in an experiment.'
         )
     exp = _json_field(meta, "experiment", path)
     trainable = tuple(_json_field(meta, "trainable_units", path))
@@ -182,7 +188,9 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         raise CheckpointError(f"{path}: its experiment metadata does not describe a known model ({exc}).") from exc
     given = {name: shape for name, (shape, _) in table.items()}
     if given != expected:
-        raise CheckpointError(f"{path} does not fit the {exp['model']} it says it holds: {shape_mismatch(expected, given)}")
+        raise CheckpointError(
+            f"{path} does not fit the {exp['model']} it says it holds: {shape_mismatch(expected, given)}"
+        )
     owner = {name: unit_of(units, name).name for name in table}
     # The file stores names sorted; show them in the model's unit order (conv1 before layer1 ...).
     order = {u.name: i for i, u in enumerate(units)}
@@ -269,5 +277,5 @@ def load_resume_state(path: Path, optimizer: torch.optim.Optimizer, scheduler) -
         scheduler.load_state_dict(_json_field(meta, "scheduler", path))
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path} does not match this run's optimizer ({exc}).") from exc
-    rng = {key[len("rng."):]: value for key, value in tensors.items() if key.startswith("rng.")}
+    rng = {key[len("rng.") :]: value for key, value in tensors.items() if key.startswith("rng.")}
     return int(meta["epoch"]), rng

@@ -48,7 +48,7 @@ def _parameter_names(model_name: str) -> frozenset[str]:
 def _reference(exp) -> dict[str, torch.Tensor]:
     if exp.weights == WEIGHTS_NONE:
         raise FtuiError(
-            f"{exp.name} started from random weights (weights = \"none\"): there are no starting "
+            f'{exp.name} started from random weights (weights = "none"): there are no starting '
             "weights to compare against."
         )
     state = load_weights_state(exp.weights, exp.model)
@@ -56,7 +56,9 @@ def _reference(exp) -> dict[str, torch.Tensor]:
     return state
 
 
-def _movement(name: str, params: int, trained: bool, pairs: list[tuple[torch.Tensor, torch.Tensor | None]]) -> UnitMovement:
+def _movement(
+    name: str, params: int, trained: bool, pairs: list[tuple[torch.Tensor, torch.Tensor | None]]
+) -> UnitMovement:
     if any(w0 is None or w0.shape != w.shape for w, w0 in pairs):
         return UnitMovement(name, params, trained, True, None, None)
     diff = sum(float((w.double() - w0.double()).pow(2).sum()) for w, w0 in pairs)

@@ -186,7 +186,9 @@ def _class_mismatch(root: Path, train: set[str], test: set[str]) -> str:
         parts.append(f"missing from test/: {', '.join(sorted(train - test))}")
     if test - train:
         parts.append(f"not in train/: {', '.join(sorted(test - train))}")
-    return f"The class folders of {root}/train and {root}/test differ ({'; '.join(parts)}). Use the same classes in both."
+    return (
+        f"The class folders of {root}/train and {root}/test differ ({'; '.join(parts)}). Use the same classes in both."
+    )
 
 
 def _read_split(files: dict[str, list[Path]], classes: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:

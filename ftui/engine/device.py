@@ -17,12 +17,14 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise FtuiError(f"device = {name!r} but no CUDA GPU is visible to PyTorch here. Use device = \"auto\" or \"cpu\".")
+            raise FtuiError(
+                f'device = {name!r} but no CUDA GPU is visible to PyTorch here. Use device = "auto" or "cpu".'
+            )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
             raise FtuiError(f"device = {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise FtuiError("device = \"mps\" but Apple's Metal backend is not available here. Use device = \"cpu\".")
+        raise FtuiError('device = "mps" but Apple\'s Metal backend is not available here. Use device = "cpu".')
     return torch.device(name)
 
 

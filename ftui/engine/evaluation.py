@@ -61,7 +61,7 @@ def evaluate(
 
 def evaluate_checkpoint(path: Path, device_name: str = "auto", max_images: int = 0) -> tuple[Evaluation, Experiment]:
     """Test accuracy of a saved checkpoint on its experiment's test set."""
-    model, info, exp = load_checkpoint_model(path)
+    model, _info, exp = load_checkpoint_model(path)
     device = resolve_device(device_name)
     data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
     limit = max_images or exp.max_test_images or len(data.test_images)

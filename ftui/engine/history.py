@@ -42,8 +42,8 @@ class BoundedSeries:
         self.ys.append(y)
         self._pending = []
         if len(self.xs) >= self.max_points:
-            self.xs = [(a + b) / 2 for a, b in zip(self.xs[::2], self.xs[1::2])]
-            self.ys = [(a + b) / 2 for a, b in zip(self.ys[::2], self.ys[1::2])]
+            self.xs = [(a + b) / 2 for a, b in zip(self.xs[::2], self.xs[1::2], strict=False)]
+            self.ys = [(a + b) / 2 for a, b in zip(self.ys[::2], self.ys[1::2], strict=False)]
             self._bucket *= 2
 
 

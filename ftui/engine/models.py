@@ -204,7 +204,9 @@ def build_model(exp: Experiment, num_classes: int) -> nn.Module:
     name = check_model_name(exp.model)
     model = torchvision.models.get_model(name, weights=None)
     if isinstance(model, VisionTransformer) and exp.input_size != model.image_size:
-        raise ModelError(f"{name} only accepts {model.image_size}x{model.image_size} inputs; set input_size = {model.image_size}.")
+        raise ModelError(
+            f"{name} only accepts {model.image_size}x{model.image_size} inputs; set input_size = {model.image_size}."
+        )
     state = load_weights_state(exp.weights, name)
     if state is not None and state_fits(model, state):
         model.load_state_dict(state)

@@ -36,7 +36,9 @@ def param_groups(model: nn.Module, units: tuple[LayerUnit, ...], exp: Experiment
         if param.requires_grad:
             groups.setdefault(unit_of(units, name).name, []).append(param)
     if not groups:
-        raise FtuiError(f"Experiment {exp.name!r} trains nothing: every layer unit is frozen. Make at least one unit trainable.")
+        raise FtuiError(
+            f"Experiment {exp.name!r} trains nothing: every layer unit is frozen. Make at least one unit trainable."
+        )
     return [{"params": params, "lr": exp.lr_for(unit), "unit": unit} for unit, params in groups.items()]
 
 
@@ -44,7 +46,9 @@ def make_optimizer(groups: list[dict], exp: Experiment) -> torch.optim.Optimizer
     if exp.optimizer == "sgd":
         if exp.nesterov and exp.momentum <= 0:
             raise FtuiError(f"Experiment {exp.name!r}: nesterov = true needs momentum > 0.")
-        return torch.optim.SGD(groups, lr=exp.lr, momentum=exp.momentum, nesterov=exp.nesterov, weight_decay=exp.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=exp.lr, momentum=exp.momentum, nesterov=exp.nesterov, weight_decay=exp.weight_decay
+        )
     betas = (exp.momentum, 0.999)
     if exp.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=exp.lr, betas=betas, weight_decay=exp.weight_decay)
@@ -61,7 +65,9 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, scheduler: str) ->
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, exp: Experiment, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, exp: Experiment, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     total = exp.epochs * steps_per_epoch
     warmup = round(exp.warmup_epochs * steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, exp.scheduler))

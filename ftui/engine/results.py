@@ -25,10 +25,22 @@ from .runs import RunFolder, RunSummary
 
 MARKDOWN = "results.md"
 CSV = "results.csv"
-MEASURED_NOTE = ("ftui % is the best test accuracy over the experiment's finished runs; "
-                 "diff = ftui % - report %, in points; time is the wall-clock time of that best run.")
-CSV_HEADER = ("experiment", "model", "input_size", "trainable", "report_acc", "ftui_acc",
-              "difference", "seconds", "finished_runs", "run")
+MEASURED_NOTE = (
+    "ftui % is the best test accuracy over the experiment's finished runs; "
+    "diff = ftui % - report %, in points; time is the wall-clock time of that best run."
+)
+CSV_HEADER = (
+    "experiment",
+    "model",
+    "input_size",
+    "trainable",
+    "report_acc",
+    "ftui_acc",
+    "difference",
+    "seconds",
+    "finished_runs",
+    "run",
+)
 
 
 @dataclass(frozen=True)
@@ -80,9 +92,18 @@ def _best_finished(runs: list[RunSummary]) -> tuple[RunSummary | None, int]:
 
 def _row(name: str, model: str, size, trains: str, reference, runs: list[RunSummary], in_catalog=True) -> ResultRow:
     best, count = _best_finished(runs)
-    return ResultRow(name, model, size, trains, reference,
-                     best.best_acc if best else None, count,
-                     best.seconds if best else None, best.name if best else "", in_catalog)
+    return ResultRow(
+        name,
+        model,
+        size,
+        trains,
+        reference,
+        best.best_acc if best else None,
+        count,
+        best.seconds if best else None,
+        best.name if best else "",
+        in_catalog,
+    )
 
 
 def _orphan_row(name: str, runs: list[RunSummary]) -> ResultRow | None:
@@ -102,8 +123,17 @@ def results_table(catalog: Catalog, runs: list[RunSummary]) -> list[ResultRow]:
     by_name: dict[str, list[RunSummary]] = defaultdict(list)
     for run in runs:
         by_name[run.experiment].append(run)
-    rows = [_row(e.name, e.model, e.input_size, short_trainable(e.model, e.cifar_stem, e.trainable),
-                 e.reference_acc, by_name.get(e.name, [])) for e in catalog.experiments]
+    rows = [
+        _row(
+            e.name,
+            e.model,
+            e.input_size,
+            short_trainable(e.model, e.cifar_stem, e.trainable),
+            e.reference_acc,
+            by_name.get(e.name, []),
+        )
+        for e in catalog.experiments
+    ]
     orphans = (_orphan_row(name, by_name[name]) for name in sorted(set(by_name) - set(catalog.names)))
     return rows + [row for row in orphans if row is not None]
 
@@ -129,8 +159,18 @@ def _cells(row: ResultRow) -> list[str]:
     size = f"{row.input_size}x{row.input_size}" if row.input_size else ""
     name = row.experiment if row.in_catalog else f"{row.experiment} (not in catalog)"
     reference = "" if row.reference is None else f"{row.reference:.1f}"
-    return [name, row.model, size, row.trains, reference, format_acc(row.measured),
-            format_acc(row.difference, signed=True), duration(row.seconds), str(row.runs), row.run]
+    return [
+        name,
+        row.model,
+        size,
+        row.trains,
+        reference,
+        format_acc(row.measured),
+        format_acc(row.difference, signed=True),
+        duration(row.seconds),
+        str(row.runs),
+        row.run,
+    ]
 
 
 def to_markdown(rows: list[ResultRow]) -> str:
@@ -146,8 +186,20 @@ def to_csv(rows: list[ResultRow]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for r in rows:
-        writer.writerow([r.experiment, r.model, r.input_size, r.trains, r.reference, r.measured,
-                         r.difference, r.seconds, r.runs, r.run])  # csv writes None as an empty cell
+        writer.writerow(
+            [
+                r.experiment,
+                r.model,
+                r.input_size,
+                r.trains,
+                r.reference,
+                r.measured,
+                r.difference,
+                r.seconds,
+                r.runs,
+                r.run,
+            ]
+        )  # csv writes None as an empty cell
     return out.getvalue()
 
 

@@ -126,7 +126,7 @@ class MetricsLog:
     """Appends one JSON object per line and flushes each, so a crash loses at most one line."""
 
     def __init__(self, path: Path):
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")

@@ -20,9 +20,9 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,12 @@ from . import events as ev
 from .augment import Augment
 from .catalog import experiment_from_dict
 from .checkpoints import (
-    cpu_state, load_checkpoint_model, load_resume_state, read_checkpoint, resume_epoch, save_model_checkpoint,
+    cpu_state,
+    load_checkpoint_model,
+    load_resume_state,
+    read_checkpoint,
+    resume_epoch,
+    save_model_checkpoint,
     save_resume_state,
 )
 from .data import Dataset, load_dataset
@@ -49,9 +54,28 @@ from .device import (
 from .evaluation import evaluate, test_augment
 from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
-from .params import apply_trainable, count_params, frozen_batchnorms, make_optimizer, make_scheduler, param_groups, set_train_mode
+from .params import (
+    apply_trainable,
+    count_params,
+    frozen_batchnorms,
+    make_optimizer,
+    make_scheduler,
+    param_groups,
+    set_train_mode,
+)
 from .runs import (
-    BEST, EXPERIMENT, LAST, METRICS, RESUME, RESUME_PREVIOUS, DeviceLock, MetricsLog, RunFolder, create_run_dir, now_iso, process_alive,
+    BEST,
+    EXPERIMENT,
+    LAST,
+    METRICS,
+    RESUME,
+    RESUME_PREVIOUS,
+    DeviceLock,
+    MetricsLog,
+    RunFolder,
+    create_run_dir,
+    now_iso,
+    process_alive,
     remove_stale_temporaries,
 )
 from .stop import stop_reason
@@ -88,7 +112,8 @@ def _steps_per_epoch(exp: Experiment, n_train: int) -> int:
     steps = n_train // exp.batch_size  # the last partial batch is dropped: BatchNorm dislikes tiny batches
     if steps == 0:
         raise FtuiError(
-            f"batch_size = {exp.batch_size} is larger than the {n_train} training images of {exp.dataset}. Lower batch_size."
+            f"batch_size = {exp.batch_size} is larger than the {n_train} training images of {exp.dataset}. "
+            "Lower batch_size."
         )
     return min(steps, exp.max_steps_per_epoch) if exp.max_steps_per_epoch else steps
 
@@ -97,7 +122,9 @@ def _load_data(exp: Experiment, device: torch.device) -> Dataset:
     data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
     if exp.max_test_images:
         data = dataclasses.replace(
-            data, test_images=data.test_images[: exp.max_test_images], test_labels=data.test_labels[: exp.max_test_images]
+            data,
+            test_images=data.test_images[: exp.max_test_images],
+            test_labels=data.test_labels[: exp.max_test_images],
         )
     return data.to(device)
 
@@ -125,8 +152,19 @@ def _prepare(exp: Experiment, from_checkpoint: Path | None = None) -> _Setup:
     # name with "_orig_mod.", so checkpoints are always taken from the model itself.
     forward = torch.compile(model) if exp.compile else model
     return _Setup(
-        exp, device, data, model, forward, units, optimizer, make_scheduler(optimizer, exp, steps), augment,
-        test_augment(exp, device), frozen_batchnorms(model, units, exp), generator, steps,
+        exp,
+        device,
+        data,
+        model,
+        forward,
+        units,
+        optimizer,
+        make_scheduler(optimizer, exp, steps),
+        augment,
+        test_augment(exp, device),
+        frozen_batchnorms(model, units, exp),
+        generator,
+        steps,
     )
 
 
@@ -210,7 +248,9 @@ def _resume_state_for(folder: RunFolder) -> Path:
         path = folder.file(name)
         if path.exists() and resume_epoch(path) == epoch:
             return path
-    raise RunError(f"{folder.path}: no optimizer state matches last.safetensors (epoch {epoch + 1}); cannot resume exactly.")
+    raise RunError(
+        f"{folder.path}: no optimizer state matches last.safetensors (epoch {epoch + 1}); cannot resume exactly."
+    )
 
 
 def _restore_rng(setup: _Setup, rng: dict[str, torch.Tensor]) -> None:
@@ -247,15 +287,24 @@ def resume(
     folder.keep_metrics(lambda r: r.get("epoch", -1) < start)
     accs = [r["test_acc"] for r in folder.read_metrics() if r.get("type") == "epoch"]
     folder.write_status("running", resumed_at=now_iso(), reason="")
-    return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=start, best_acc=max(accs, default=None),
-                 lock=lock).run()
+    return _Loop(
+        setup, folder, emit, stop or threading.Event(), start_epoch=start, best_acc=max(accs, default=None), lock=lock
+    ).run()
 
 
 class _Loop:
     """One run in progress: the epoch loop, its reports and its checkpoints."""
 
-    def __init__(self, setup: _Setup, folder: RunFolder, emit: EventSink, stop: threading.Event, start_epoch: int, best_acc,
-                 lock: DeviceLock | None = None):
+    def __init__(
+        self,
+        setup: _Setup,
+        folder: RunFolder,
+        emit: EventSink,
+        stop: threading.Event,
+        start_epoch: int,
+        best_acc,
+        lock: DeviceLock | None = None,
+    ):
         self.s = setup
         self.lock = lock
         self.folder = folder
@@ -287,7 +336,8 @@ class _Loop:
         except OSError as exc:  # disk full, permissions, a vanished folder: the files already on disk are intact
             return self._failed(
                 f"Could not write the run's files in {self.folder.path} ({exc}). The last completed epoch's "
-                f"checkpoint is intact. Free disk space (or fix the folder), then continue with: ftui resume {self.folder.path}"
+                "checkpoint is intact. Free disk space (or fix the folder), then continue with: "
+                f"ftui resume {self.folder.path}"
             )
         except Exception as exc:
             if is_out_of_memory(exc):
@@ -310,13 +360,25 @@ class _Loop:
         trainable, total = count_params(self.s.model)
         exp = self.s.exp
         started = ev.RunStarted(
-            run_dir=self.folder.path, experiment=exp.name, device=describe_device(self.s.device, exp.precision),
-            trainable_params=trainable, total_params=total, trainable_units=exp.trainable, epochs=exp.epochs,
-            start_epoch=self.start_epoch, steps_per_epoch=self.s.steps_per_epoch, batch_size=exp.batch_size,
-            train_images=len(self.s.data.train_images), test_images=len(self.s.data.test_images),
+            run_dir=self.folder.path,
+            experiment=exp.name,
+            device=describe_device(self.s.device, exp.precision),
+            trainable_params=trainable,
+            total_params=total,
+            trainable_units=exp.trainable,
+            epochs=exp.epochs,
+            start_epoch=self.start_epoch,
+            steps_per_epoch=self.s.steps_per_epoch,
+            batch_size=exp.batch_size,
+            train_images=len(self.s.data.train_images),
+            test_images=len(self.s.data.test_images),
         )
         # The same facts go to the log, so a viewer of the run folder alone (another ftui) knows them.
-        record = {**dataclasses.asdict(started), "run_dir": str(self.folder.path), "trainable_units": list(exp.trainable)}
+        record = {
+            **dataclasses.asdict(started),
+            "run_dir": str(self.folder.path),
+            "trainable_units": list(exp.trainable),
+        }
         self.metrics.write({"type": "start", "time": now_iso(), **record})
         self.emit(started)
 
@@ -360,14 +422,24 @@ class _Loop:
         if bad is not None:
             raise _Diverged(
                 f"The training loss became {bad} at epoch {epoch + 1}, step {first + values.index(bad) + 1}. "
-                f"Lower the learning rate (lr = {self.s.exp.lr:g}) and start again; checkpoints from earlier epochs are kept."
+                f"Lower the learning rate (lr = {self.s.exp.lr:g}) and start again; "
+                "checkpoints from earlier epochs are kept."
             )
         now = time.monotonic()
         ips = len(values) * self.s.exp.batch_size / max(now - self.last_report_time, 1e-9)
         lr = self.s.optimizer.param_groups[0]["lr"]
         steps = self.s.steps_per_epoch
-        self.metrics.write({"type": "steps", "epoch": epoch, "step": first, "global_step": epoch * steps + first,
-                            "losses": values, "lr": lr, "images_per_sec": ips})
+        self.metrics.write(
+            {
+                "type": "steps",
+                "epoch": epoch,
+                "step": first,
+                "global_step": epoch * steps + first,
+                "losses": values,
+                "lr": lr,
+                "images_per_sec": ips,
+            }
+        )
         self.emit(ev.Step(epoch, step, epoch * steps + step, tuple(values), lr, ips))
         self.epoch_losses.extend(values)
         self.reported, self.last_report_time, self.next_report = step + 1, now, now + REPORT_INTERVAL
@@ -375,15 +447,25 @@ class _Loop:
     def _end_epoch(self, epoch: int) -> bool:
         s = self.s
         result = evaluate(
-            s.forward, s.data.test_images, s.data.test_labels, s.eval_augment, s.exp.batch_size * 2, s.exp.precision, self.stop
+            s.forward,
+            s.data.test_images,
+            s.data.test_labels,
+            s.eval_augment,
+            s.exp.batch_size * 2,
+            s.exp.precision,
+            self.stop,
         )
         if result is None:
             return False
         images = s.steps_per_epoch * s.exp.batch_size
         end = ev.EpochEnd(
-            epoch=epoch, train_loss=sum(self.epoch_losses) / len(self.epoch_losses), test_loss=result.loss,
-            test_acc=result.accuracy, lr=s.optimizer.param_groups[0]["lr"],
-            seconds=time.monotonic() - self.epoch_started, images_per_sec=images / max(self.train_seconds, 1e-9),
+            epoch=epoch,
+            train_loss=sum(self.epoch_losses) / len(self.epoch_losses),
+            test_loss=result.loss,
+            test_acc=result.accuracy,
+            lr=s.optimizer.param_groups[0]["lr"],
+            seconds=time.monotonic() - self.epoch_started,
+            images_per_sec=images / max(self.train_seconds, 1e-9),
         )
         record = {"type": "epoch", **dataclasses.asdict(end)}
         self.metrics.write(record)
@@ -410,7 +492,9 @@ class _Loop:
         tensors = cpu_state(s.model)  # one device-to-host copy serves both files
         for kind in kinds:
             path = self.folder.file(LAST if kind == "last" else BEST)
-            save_model_checkpoint(path, tensors, kind=kind, epoch=epoch, experiment=s.exp, metrics=record, classes=s.data.classes)
+            save_model_checkpoint(
+                path, tensors, kind=kind, epoch=epoch, experiment=s.exp, metrics=record, classes=s.data.classes
+            )
             self.emit(ev.CheckpointSaved(path, kind, epoch, end.test_acc))
         self.epochs_done = epoch + 1
         self.folder.write_status("running", epochs_done=self.epochs_done, best_acc=self.best_acc, last_acc=end.test_acc)
@@ -428,8 +512,14 @@ class _Loop:
         except OSError:
             pass  # the status file below is what viewers trust
         try:
-            self.folder.write_status(state, ended_at=now_iso(), reason=reason, epochs_done=self.epochs_done,
-                                     best_acc=self.best_acc, seconds=seconds)
+            self.folder.write_status(
+                state,
+                ended_at=now_iso(),
+                reason=reason,
+                epochs_done=self.epochs_done,
+                best_acc=self.best_acc,
+                seconds=seconds,
+            )
         except OSError:
             pass  # still "running" with this pid: once the process ends it reads as interrupted, which is true
 

@@ -52,7 +52,7 @@ def _pretrained(model_name: str, weights: str):
         offered = ", ".join(names) if names else "none"
         raise WeightsError(
             f"{model_name} has no pretrained weights named {weights!r}. torchvision offers: {offered}; "
-            f"or use weights = \"none\" or a path to a .safetensors/.pth file."
+            f'or use weights = "none" or a path to a .safetensors/.pth file.'
         )
     return torchvision.models.get_model_weights(model_name)[weights]
 
@@ -66,11 +66,13 @@ def _download(model_name: str, weights: str) -> dict[str, torch.Tensor]:
         return entry.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except Exception as exc:  # network errors come in many types (URLError, socket, SSL, HTTP)
         if (folder / filename).is_file():
-            raise WeightsError(f"The cached weights file {folder / filename} could not be read ({exc}). Delete it and try again.") from exc
+            raise WeightsError(
+                f"The cached weights file {folder / filename} could not be read ({exc}). Delete it and try again."
+            ) from exc
         raise WeightsError(
             f"Pretrained weights {model_name} {weights} are not downloaded and the download failed ({exc}).\n"
             f"Put the file {filename} into {folder}/ (get it from {entry.url} on a machine with internet), "
-            f"or set weights to a local .safetensors/.pth file, or weights = \"none\" to train from scratch."
+            f'or set weights to a local .safetensors/.pth file, or weights = "none" to train from scratch.'
         ) from exc
 
 
@@ -135,6 +137,9 @@ def shape_mismatch(expected: dict[str, tuple], given: dict[str, tuple], limit: i
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             parts.append(f"{label}: {', '.join(items[:limit])}{more}")
-    hint = (" The file was saved for a different model" + (" or a different number of classes" if shapes and not missing else "")
-            + ": use weights made for this model and dataset.")
+    hint = (
+        " The file was saved for a different model"
+        + (" or a different number of classes" if shapes and not missing else "")
+        + ": use weights made for this model and dataset."
+    )
     return "; ".join(parts) + "." + hint

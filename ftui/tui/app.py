@@ -61,15 +61,19 @@ class FtuiApp(App):
     def launch(self, exp: Experiment) -> None:
         """Start a run, unless the device is taken: then ask to queue it (never fight for it)."""
         if self.controller.busy:
-            question = (f"{self.controller.experiment} is training. Queue {exp.name} to start when it ends?")
+            question = f"{self.controller.experiment} is training. Queue {exp.name} to start when it ends?"
             self.push_screen(ConfirmScreen(question, "Queue", "Cancel"), lambda ok: self._queue(exp) if ok else None)
             return
         elsewhere = [r for r in list_runs(self.runs_root) if r.state == "running"]
         if elsewhere:
-            question = (f"Another ftui process is training {elsewhere[0].experiment} ({elsewhere[0].name}) "
-                        f"on this machine. Start {exp.name} anyway and share the device?")
-            self.push_screen(ConfirmScreen(question, "Start anyway", "Cancel"),
-                             lambda ok: self._start(exp, share_device=True) if ok else None)
+            question = (
+                f"Another ftui process is training {elsewhere[0].experiment} ({elsewhere[0].name}) "
+                f"on this machine. Start {exp.name} anyway and share the device?"
+            )
+            self.push_screen(
+                ConfirmScreen(question, "Start anyway", "Cancel"),
+                lambda ok: self._start(exp, share_device=True) if ok else None,
+            )
             return
         self._start(exp)
 
@@ -135,8 +139,10 @@ class FtuiApp(App):
         if not self.controller.busy:
             self.exit()
             return
-        question = (f"{self.controller.experiment} is still training. Stop it (its last completed epoch "
-                    "stays saved, ready to resume) and quit?")
+        question = (
+            f"{self.controller.experiment} is still training. Stop it (its last completed epoch "
+            "stays saved, ready to resume) and quit?"
+        )
         self.push_screen(ConfirmScreen(question, "Stop and quit", "Keep training"), self._stop_and_quit)
 
     def _stop_and_quit(self, ok: bool) -> None:

@@ -67,8 +67,9 @@ class LossPlot(PlotextPlot):
             if xs:
                 curves.append(([x / per_epoch for x in xs], ys, label, "braille"))
         if history.epochs:
-            curves.append(([e["epoch"] + 1 for e in history.epochs], [e["test_loss"] for e in history.epochs],
-                           "test", "dot"))
+            curves.append(
+                ([e["epoch"] + 1 for e in history.epochs], [e["test_loss"] for e in history.epochs], "test", "dot")
+            )
         values = [y for curve in curves for y in curve[1]]
         log = loss_scale(values) == "log"
         plt.title("loss (log scale)" if log else "loss")
@@ -88,7 +89,11 @@ class AccuracyPlot(PlotextPlot):
         plt.title("test accuracy %")
         plt.xlabel("epoch")
         if history.epochs:
-            plt.plot([e["epoch"] + 1 for e in history.epochs], [e["test_acc"] for e in history.epochs],
-                     label="test acc", marker="dot")
+            plt.plot(
+                [e["epoch"] + 1 for e in history.epochs],
+                [e["test_acc"] for e in history.epochs],
+                label="test acc",
+                marker="dot",
+            )
             plt.xlim(0.5, max(history.total_epochs, len(history.epochs)) + 0.5)
         self.refresh()

@@ -41,7 +41,9 @@ class RunController:
         return self.thread is not None and self.thread.is_alive()
 
     def start(self, exp: Experiment, share_device: bool = False) -> None:
-        self._launch(exp.name, lambda: train(exp, self._on_event, self.stop_event, self.runs_root, share_device), exp.device)
+        self._launch(
+            exp.name, lambda: train(exp, self._on_event, self.stop_event, self.runs_root, share_device), exp.device
+        )
 
     def resume(self, run_dir: Path, experiment: str, device: str) -> None:
         self._launch(experiment, lambda: resume(run_dir, self._on_event, self.stop_event), device)
@@ -61,7 +63,11 @@ class RunController:
         self.run_dir, self.failure, self.result, self.experiment = None, None, None, experiment
         threads = torch.get_num_threads()
         # Leave a core to the UI: with every core computing, keys answer late.
-        cores = max(1, (os.cpu_count() or 2) - 1) if device in ("auto", "cpu") and not torch.cuda.is_available() else threads
+        cores = (
+            max(1, (os.cpu_count() or 2) - 1)
+            if device in ("auto", "cpu") and not torch.cuda.is_available()
+            else threads
+        )
         self.thread = threading.Thread(target=self._run, args=(run, cores, threads), name="ftui-train", daemon=False)
         self.thread.start()
 

@@ -47,8 +47,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -107,13 +108,21 @@ LONG_NAME = "a" * 100
 CATALOG_CASES = {
     "syntax-error": CatalogCase(BASE + "lr = = 0.1\n", [f"line {SYNTAX_LINE}, column 6", "Invalid value"]),
     "epochs-string": CatalogCase(with_value("epochs", '"3"'), ['epochs = "3"', "expected an integer, got a string"]),
-    "batch-size-float": CatalogCase(with_value("batch_size", "1.5"), ["batch_size = 1.5", "expected an integer, got a float"]),
+    "batch-size-float": CatalogCase(
+        with_value("batch_size", "1.5"), ["batch_size = 1.5", "expected an integer, got a float"]
+    ),
     "lr-zero": CatalogCase(with_value("lr", "0"), ["lr = 0:", "allowed 0 < lr <= 10"]),
     "lr-negative": CatalogCase(with_value("lr", "-0.1"), ["lr = -0.1", "allowed 0 < lr <= 10"]),
     "epochs-zero": CatalogCase(with_value("epochs", "0"), ["epochs = 0", "allowed 1 <= epochs <= 10000"]),
-    "batch-size-zero": CatalogCase(with_value("batch_size", "0"), ["batch_size = 0", "allowed 1 <= batch_size <= 65536"]),
-    "input-size-absurd": CatalogCase(with_value("input_size", "100000"), ["input_size = 100000", "allowed 8 <= input_size <= 1024"]),
-    "crop-padding-absurd": CatalogCase(with_value("crop_padding", "1000"), ["crop_padding = 1000", "allowed 0 <= crop_padding <= 64"]),
+    "batch-size-zero": CatalogCase(
+        with_value("batch_size", "0"), ["batch_size = 0", "allowed 1 <= batch_size <= 65536"]
+    ),
+    "input-size-absurd": CatalogCase(
+        with_value("input_size", "100000"), ["input_size = 100000", "allowed 8 <= input_size <= 1024"]
+    ),
+    "crop-padding-absurd": CatalogCase(
+        with_value("crop_padding", "1000"), ["crop_padding = 1000", "allowed 0 <= crop_padding <= 64"]
+    ),
     "unknown-key": CatalogCase(BASE + "epoch = 3\n", ["epoch = 3", "unknown setting", "did you mean 'epochs'?"]),
     "unknown-unit": CatalogCase(
         with_value("trainable", '["layr1", "fc"]'),
@@ -126,12 +135,16 @@ CATALOG_CASES = {
         BASE + "\n" + BASE, ['experiment "e" (entry 2)', 'name = "e"', "duplicate", "entry 1 already uses this name"]
     ),
     "empty-file": CatalogCase("", ["no experiments", "add at least one [[experiment]]"]),
-    "only-comments": CatalogCase("# my experiments\n# (none yet)\n", ["no experiments", "add at least one [[experiment]]"]),
+    "only-comments": CatalogCase(
+        "# my experiments\n# (none yet)\n", ["no experiments", "add at least one [[experiment]]"]
+    ),
     "name-dotdot": CatalogCase(named('"../x"'), ['name = "../x"', "not a valid name", NAME_RULE], "../x"),
     "name-absolute": CatalogCase(named('"/abs"'), ['name = "/abs"', "not a valid name", NAME_RULE], "/abs"),
     "name-space": CatalogCase(named('"a b"'), ['name = "a b"', "not a valid name", NAME_RULE], "a b"),
     "name-dollar": CatalogCase(named('"x$y"'), ['name = "x$y"', "not a valid name", NAME_RULE], "x$y"),
-    "name-100-chars": CatalogCase(named(f'"{LONG_NAME}"'), [f'name = "{LONG_NAME}"', "not a valid name", NAME_RULE], LONG_NAME),
+    "name-100-chars": CatalogCase(
+        named(f'"{LONG_NAME}"'), [f'name = "{LONG_NAME}"', "not a valid name", NAME_RULE], LONG_NAME
+    ),
     # odd characters must reach the terminal as written, not as rich markup or a broken line
     "name-rich-markup": CatalogCase(named('"[red]x[/]"'), ['name = "[red]x[/]"', "not a valid name"], "[red]x[/]"),
     "name-newline": CatalogCase(named(r'"x\ny"'), [r'name = "x\ny"', "not a valid name"], "x\ny"),
@@ -152,11 +165,27 @@ CATALOG_RUN_ONLY_CASES = {
         ["No experiment named 'resnet18-fx'", "Did you mean 'resnet18-fc'?"],
     ),
     "epochs-override-zero": RunOnlyCase(
-        lambda cat: ["run", "resnet18-fc", "--catalog", str(cat), "--runs", str(cat.parent / "checkpoints"), "--epochs", "0"],
+        lambda cat: [
+            "run",
+            "resnet18-fc",
+            "--catalog",
+            str(cat),
+            "--runs",
+            str(cat.parent / "checkpoints"),
+            "--epochs",
+            "0",
+        ],
         ["command line: epochs = 0", "allowed 1 <= epochs <= 10000"],
     ),
     "missing-catalog-file": RunOnlyCase(
-        lambda cat: ["run", "resnet18-fc", "--catalog", str(cat.with_name("nope.toml")), "--runs", str(cat.parent / "checkpoints")],
+        lambda cat: [
+            "run",
+            "resnet18-fc",
+            "--catalog",
+            str(cat.with_name("nope.toml")),
+            "--runs",
+            str(cat.parent / "checkpoints"),
+        ],
         ["Catalog file", "nope.toml", "does not exist"],
     ),
     "no-catalog-in-this-folder": RunOnlyCase(
@@ -545,7 +574,11 @@ def test_console_script_shows_no_traceback_for_a_bad_catalog(tmp_path):
     before = snapshot(tmp_path)
     proc = subprocess.run(
         [str(script), "run", "e", "--catalog", str(catalog), "--runs", str(tmp_path / "checkpoints")],
-        cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text

@@ -31,8 +31,7 @@ from ftui.engine.catalog import experiment_from_dict
 from ftui.engine.checkpoints import load_checkpoint_model, read_checkpoint
 from ftui.engine.runs import MetricsLog, RunFolder, create_run_dir, list_runs
 from ftui.engine.train import resume, train
-from tests.conftest import TINY
-from tests.tui.conftest import tui_catalog, tui_runs  # noqa: F401  (fixtures)
+from tests.conftest import TINY, epoch_records
 
 REPO = Path(__file__).resolve().parents[2]
 # Long enough to be interrupted, short enough for the suite: ~0.2 s an epoch.
@@ -52,8 +51,14 @@ def env() -> dict:
 
 
 def start_cli(folder: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ftui", *args], cwd=folder, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ftui", *args],
+        cwd=folder,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 # Waits end on an event (a status state, a process gone); this bound only decides when to give up. It is
@@ -111,8 +116,9 @@ KILLED_MID_WRITE = textwrap.dedent("""
 @pytest.mark.parametrize("write", [4, 5])
 def test_kill_9_in_the_middle_of_writing_a_checkpoint(tmp_path, write):
     marker = tmp_path / "writing"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "runs"), str(marker), str(write)],
-                            cwd=REPO, env=env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "runs"), str(marker), str(write)], cwd=REPO, env=env()
+    )
     deadline = time.monotonic() + PATIENCE
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -168,9 +174,7 @@ def test_kill_9_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
     assert resume(run_dir).status == "finished"
     a, b = load_file(reference.run_dir / "last.safetensors"), load_file(run_dir / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run's weights differ"
-    epochs = lambda d: [(m["epoch"], m["test_acc"], m["test_loss"], m["train_loss"])
-                        for m in RunFolder(d).read_metrics() if m["type"] == "epoch"]
-    assert epochs(reference.run_dir) == epochs(run_dir)
+    assert epoch_records(reference.run_dir) == epoch_records(run_dir)
 
 
 # -- disk full ----------------------------------------------------------------
@@ -252,8 +256,14 @@ def test_disk_full_everywhere_still_ends_without_an_exception(monkeypatch, tmp_p
 # -- signals --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig, why", [(signal.SIGINT, "by SIGINT (Ctrl-C)"), (signal.SIGTERM, "by SIGTERM"),
-                                      (signal.SIGHUP, "because the terminal closed (SIGHUP)")])
+@pytest.mark.parametrize(
+    "sig, why",
+    [
+        (signal.SIGINT, "by SIGINT (Ctrl-C)"),
+        (signal.SIGTERM, "by SIGTERM"),
+        (signal.SIGHUP, "because the terminal closed (SIGHUP)"),
+    ],
+)
 def test_signals_stop_a_cli_run_cleanly(tmp_path, sig, why):
     catalog = catalog_file(tmp_path)
     proc = start_cli(tmp_path, "run", "long", "--catalog", str(catalog))
@@ -273,10 +283,16 @@ TMUX = shutil.which("tmux")
 def start_tui(tmp_path: Path, session: str) -> int:
     command = f"cd {tmp_path} && exec {sys.executable} -m ftui"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command], check=True, env=env())
-    pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"],
-                             capture_output=True, text=True).stdout.strip())
+    pid = int(
+        subprocess.run(
+            ["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     deadline = time.monotonic() + PATIENCE
-    while "long" not in subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout:
+    while (
+        "long"
+        not in subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    ):
         assert time.monotonic() < deadline, "the catalog never appeared"
         time.sleep(0.1)
     subprocess.run(["tmux", "send-keys", "-t", session, "l"])
@@ -306,7 +322,9 @@ def wait_gone(pid: int, timeout: float = PATIENCE) -> None:
 
 
 @pytest.mark.skipif(TMUX is None, reason="needs tmux")
-@pytest.mark.parametrize("sig,expected", [(signal.SIGTERM, "stopped"), (signal.SIGINT, "stopped"), (signal.SIGHUP, "finished")])
+@pytest.mark.parametrize(
+    "sig,expected", [(signal.SIGTERM, "stopped"), (signal.SIGINT, "stopped"), (signal.SIGHUP, "finished")]
+)
 def test_signals_during_a_tui_run(tmp_path, sig, expected):
     session = f"ftui-fault-{os.getpid()}-{sig}"
     epochs = 200 if expected == "stopped" else 3  # SIGHUP: the UI closes and the run goes on to its end
@@ -333,10 +351,19 @@ def test_a_second_process_is_refused_the_device_and_writes_nothing(tmp_path):
     first = start_cli(tmp_path, "run", "long", "--catalog", str(catalog))
     try:
         run_dir = wait_for_epochs(tmp_path / "checkpoints", 1)
-        second = subprocess.run([sys.executable, "-m", "ftui", "run", "long", "--catalog", str(catalog)],
-                                cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=PATIENCE)
+        second = subprocess.run(
+            [sys.executable, "-m", "ftui", "run", "long", "--catalog", str(catalog)],
+            cwd=tmp_path,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+        )
         assert second.returncode != 0
-        assert "in use by another ftui run" in second.stdout + second.stderr and run_dir.name in second.stdout + second.stderr
+        assert (
+            "in use by another ftui run" in second.stdout + second.stderr
+            and run_dir.name in second.stdout + second.stderr
+        )
         assert [r.path for r in list_runs(tmp_path / "checkpoints")] == [run_dir]  # nothing new written
     finally:
         first.send_signal(signal.SIGTERM)
@@ -362,7 +389,9 @@ def test_run_folders_never_clash(tmp_path):
 # -- an exception inside the training thread, in the TUI ----------------------------
 
 
-async def test_an_exception_in_the_training_thread_is_shown_and_the_tui_stays_usable(tui_catalog, tui_runs, monkeypatch):
+async def test_an_exception_in_the_training_thread_is_shown_and_the_tui_stays_usable(
+    tui_catalog, tui_runs, monkeypatch
+):
     import ftui.engine.train as train_module
     from ftui.tui.app import make_app
     from ftui.tui.screens.catalog import CatalogScreen

@@ -20,20 +20,61 @@ def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3
     path.mkdir(parents=True)
     (path / "experiment.json").write_text(json.dumps({"name": "tiny", "model": "resnet18", "device": "cpu"}))
     accs = [31.5, 42.25, 47.0][:epochs]
-    status = {"state": state, "reason": "", "started_at": "2026-01-01T00:00:00+0000", "epochs": 3,
-              "epochs_done": len(accs), "best_acc": max(accs), "seconds": 125.0, "pid": 999999, "host": "elsewhere"}
+    status = {
+        "state": state,
+        "reason": "",
+        "started_at": "2026-01-01T00:00:00+0000",
+        "epochs": 3,
+        "epochs_done": len(accs),
+        "best_acc": max(accs),
+        "seconds": 125.0,
+        "pid": 999999,
+        "host": "elsewhere",
+    }
     (path / "status.json").write_text(json.dumps(status))
-    records = [{"type": "start", "time": "2026-01-01T00:00:00+0000", "experiment": "tiny", "device": "cpu",
-                "trainable_params": 11_173_962, "total_params": 11_173_962, "epochs": 3, "start_epoch": 0,
-                "steps_per_epoch": 4, "batch_size": 128, "train_images": 512, "test_images": 256}]
+    records = [
+        {
+            "type": "start",
+            "time": "2026-01-01T00:00:00+0000",
+            "experiment": "tiny",
+            "device": "cpu",
+            "trainable_params": 11_173_962,
+            "total_params": 11_173_962,
+            "epochs": 3,
+            "start_epoch": 0,
+            "steps_per_epoch": 4,
+            "batch_size": 128,
+            "train_images": 512,
+            "test_images": 256,
+        }
+    ]
     loss = 2.4
     for e, acc in enumerate(accs):
         for s in range(4):
-            records.append({"type": "steps", "epoch": e, "step": s, "global_step": e * 4 + s,
-                            "losses": [loss], "lr": 0.05, "images_per_sec": 200.0})
+            records.append(
+                {
+                    "type": "steps",
+                    "epoch": e,
+                    "step": s,
+                    "global_step": e * 4 + s,
+                    "losses": [loss],
+                    "lr": 0.05,
+                    "images_per_sec": 200.0,
+                }
+            )
             loss *= 0.93
-        records.append({"type": "epoch", "epoch": e, "train_loss": loss + 0.1, "test_loss": loss + 0.2,
-                        "test_acc": acc, "lr": 0.05, "seconds": 40.0, "images_per_sec": 200.0})
+        records.append(
+            {
+                "type": "epoch",
+                "epoch": e,
+                "train_loss": loss + 0.1,
+                "test_loss": loss + 0.2,
+                "test_acc": acc,
+                "lr": 0.05,
+                "seconds": 40.0,
+                "images_per_sec": 200.0,
+            }
+        )
     records.append({"type": state, "time": "2026-01-01T00:02:05+0000", "reason": "", "epochs_done": len(accs)})
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

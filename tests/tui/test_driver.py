@@ -54,7 +54,9 @@ def escape_delay_in_fresh_process(env_value: str | None) -> str:
     if env_value is not None:
         env["ESCDELAY"] = env_value
     code = "import ftui.tui.app; from textual import constants; print(constants.ESCAPE_DELAY)"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_escdelay_is_25ms_unless_the_user_set_one():

@@ -79,8 +79,12 @@ async def test_a_bad_learning_rate_is_refused_in_place(app):
         screen = await open_editor(app, pilot)
         await pilot.press("e")  # conv1
         field = screen.query_one("#prompt-input", Input)
-        for bad, why in (("abc", "valid number"), ("-1", "greater than 0"), ("0", "greater than 0"),
-                         ("11", "less than or equal to 10")):
+        for bad, why in (
+            ("abc", "valid number"),
+            ("-1", "greater than 0"),
+            ("0", "greater than 0"),
+            ("11", "less than or equal to 10"),
+        ):
             await type_into(pilot, bad)
             assert why in message(screen) and "keeps learning rate 0.05" in message(screen)
             assert screen.focused is field and field.has_class("-invalid")

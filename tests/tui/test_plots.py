@@ -10,10 +10,29 @@ def history_with(test_losses: list[float], train_loss: float = 2.0) -> RunHistor
     history = RunHistory()
     records = [{"type": "start", "steps_per_epoch": 4, "epochs": len(test_losses), "batch_size": 8, "start_epoch": 0}]
     for epoch, test_loss in enumerate(test_losses):
-        records.append({"type": "steps", "epoch": epoch, "step": 0, "global_step": epoch * 4,
-                        "losses": [train_loss] * 4, "lr": 0.1, "images_per_sec": 10.0})
-        records.append({"type": "epoch", "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-                        "test_acc": 20.0 + epoch, "lr": 0.1, "seconds": 1.0, "images_per_sec": 10.0})
+        records.append(
+            {
+                "type": "steps",
+                "epoch": epoch,
+                "step": 0,
+                "global_step": epoch * 4,
+                "losses": [train_loss] * 4,
+                "lr": 0.1,
+                "images_per_sec": 10.0,
+            }
+        )
+        records.append(
+            {
+                "type": "epoch",
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "test_loss": test_loss,
+                "test_acc": 20.0 + epoch,
+                "lr": 0.1,
+                "seconds": 1.0,
+                "images_per_sec": 10.0,
+            }
+        )
     history.feed(records)
     return history
 

@@ -50,8 +50,17 @@ def results_app(tui_catalog, tui_runs):
     make_run(tui_runs, "tiny-fft-20250101-110000", "tiny-fft", "finished", 90.25, 3725.0)
     make_run(tui_runs, "tiny-fft-20250102-110000", "tiny-fft", "failed", 95.0, 60.0)
     make_run(tui_runs, "tiny-scratch-20250101-120000", "tiny-scratch", "finished", 50.0, 7.0)
-    make_run(tui_runs, "old-name-20250101-130000", "old-name", "finished", 70.0, 8.0,
-             model="resnet18", input_size=32, trainable=["fc"])
+    make_run(
+        tui_runs,
+        "old-name-20250101-130000",
+        "old-name",
+        "finished",
+        70.0,
+        8.0,
+        model="resnet18",
+        input_size=32,
+        trainable=["fc"],
+    )
     app = make_app(tui_catalog, tui_runs)
     yield app
     app.controller.request_stop("by the test")
@@ -98,8 +107,10 @@ async def test_highlighted_row_is_spelled_out(results_app):
         assert detail == "tiny-layer1-layer4: resnet18 at 32x32, trains conv1, layer1, layer4, fc\nno finished run yet"
         await pilot.press("down", "down")
         detail = str(screen.query_one("#detail", Static).content)
-        assert detail == ("old-name (no longer in the catalog): resnet18 at 32x32, trains fc\n"
-                          "best of 1 finished run: old-name-20250101-130000")
+        assert detail == (
+            "old-name (no longer in the catalog): resnet18 at 32x32, trains fc\n"
+            "best of 1 finished run: old-name-20250101-130000"
+        )
 
 
 async def test_x_exports_markdown_and_csv(results_app, tui_runs):

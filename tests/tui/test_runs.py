@@ -24,8 +24,10 @@ from ftui.tui.screens.compare import CompareScreen
 from ftui.tui.screens.runs import RunsScreen
 from tests.conftest import TINY
 
-OOM = ("Out of memory on cpu with batch_size = 8. Lower batch_size (or input_size) and resume or start again. "
-       "This reason is long on purpose, so only the detail line shows all of it.")
+OOM = (
+    "Out of memory on cpu with batch_size = 8. Lower batch_size (or input_size) and resume or start again. "
+    "This reason is long on purpose, so only the detail line shows all of it."
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,15 @@ def three_runs(trained, tui_runs) -> dict[str, Path]:
     return {
         "finished": copy_run(trained, tui_runs, "tiny-20240103-000000"),
         "failed": copy_run(trained, tui_runs, "tiny-20240102-000000", state="failed", reason=OOM),
-        "interrupted": copy_run(trained, tui_runs, "tiny-20240101-000000", state="running", seconds=None,
-                                pid=dead_pid(), host=socket.gethostname()),
+        "interrupted": copy_run(
+            trained,
+            tui_runs,
+            "tiny-20240101-000000",
+            state="running",
+            seconds=None,
+            pid=dead_pid(),
+            host=socket.gethostname(),
+        ),
     }
 
 
@@ -226,8 +235,18 @@ async def test_movement_table_from_local_weights(app, tmp_path, tui_runs):
 
     start = tmp_path / "start.safetensors"
     save_file({k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}, start)
-    exp = experiment_from_dict({**TINY, "weights": str(start), "trainable": ["layer4", "fc"], "cifar_stem": False,
-                                "epochs": 1, "max_steps_per_epoch": 1, "max_test_images": 8}, where="test")
+    exp = experiment_from_dict(
+        {
+            **TINY,
+            "weights": str(start),
+            "trainable": ["layer4", "fc"],
+            "cifar_stem": False,
+            "epochs": 1,
+            "max_steps_per_epoch": 1,
+            "max_test_images": 8,
+        },
+        where="test",
+    )
     run = train(exp, stop=threading.Event(), runs_root=tui_runs)
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(CheckpointScreen(run.run_dir / "best.safetensors"))
@@ -246,8 +265,17 @@ async def test_movement_table_from_local_weights(app, tmp_path, tui_runs):
 # -- snapshots ------------------------------------------------------------------------
 
 
-def fake_run(root: Path, name: str, state: str, accs: list[float], epochs: int = 3, reason: str = "",
-             seconds: float | None = 125.0, pid: int = 999999, lr: float = 0.05) -> Path:
+def fake_run(
+    root: Path,
+    name: str,
+    state: str,
+    accs: list[float],
+    epochs: int = 3,
+    reason: str = "",
+    seconds: float | None = 125.0,
+    pid: int = 999999,
+    lr: float = 0.05,
+) -> Path:
     """A run folder written by hand, so the screens that show it are the same every time."""
     path = root / name
     path.mkdir(parents=True)
@@ -255,9 +283,17 @@ def fake_run(root: Path, name: str, state: str, accs: list[float], epochs: int =
     (path / "experiment.json").write_text(json.dumps({"name": experiment, "model": "resnet18", "device": "cpu"}))
     day, clock = name.split("-")[-2:]
     started = f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:]}+0000"
-    status = {"state": state, "reason": reason, "started_at": started,
-              "epochs": epochs, "epochs_done": len(accs), "best_acc": max(accs, default=None), "seconds": seconds,
-              "pid": pid, "host": socket.gethostname()}
+    status = {
+        "state": state,
+        "reason": reason,
+        "started_at": started,
+        "epochs": epochs,
+        "epochs_done": len(accs),
+        "best_acc": max(accs, default=None),
+        "seconds": seconds,
+        "pid": pid,
+        "host": socket.gethostname(),
+    }
     (path / "status.json").write_text(json.dumps(status))
     records = [{"type": "start", "experiment": experiment, "epochs": epochs, "start_epoch": 0, "steps_per_epoch": 8}]
     loss = 2.4
@@ -292,8 +328,11 @@ def test_runs_screen_snapshot(snap_compare, tui_catalog, snapshot_runs):
 
 
 def test_compare_screen_snapshot(snap_compare, tui_catalog, snapshot_runs):
-    paths = [snapshot_runs / "resnet18-fc-20260103-101500", snapshot_runs / "vgg16-20260101-120000",
-             snapshot_runs / "resnet18-all-20260102-090000"]
+    paths = [
+        snapshot_runs / "resnet18-fc-20260103-101500",
+        snapshot_runs / "vgg16-20260101-120000",
+        snapshot_runs / "resnet18-all-20260102-090000",
+    ]
 
     async def run_before(pilot):
         pilot.app.push_screen(CompareScreen(paths))
@@ -316,16 +355,32 @@ def crafted_checkpoint(tmp_path, monkeypatch) -> Path:
     torch.manual_seed(0)
     start = {k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()}
     save_file(start, "start.safetensors")
-    exp = experiment_from_dict({**TINY, "name": "resnet18-top", "weights": "start.safetensors", "cifar_stem": False,
-                                "trainable": ["layer3", "layer4", "fc"], "epochs": 3}, where="test")
+    exp = experiment_from_dict(
+        {
+            **TINY,
+            "name": "resnet18-top",
+            "weights": "start.safetensors",
+            "cifar_stem": False,
+            "trainable": ["layer3", "layer4", "fc"],
+            "epochs": 3,
+        },
+        where="test",
+    )
     moved = {k: v * {"layer3": 1.01, "layer4": 1.05}.get(k.split(".")[0], 1.0) for k, v in start.items()}
     moved.update({k: v for k, v in start.items() if not v.is_floating_point()})
     moved.update({"fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)})
     path = Path("checkpoints/resnet18-top-20260101-000000/best.safetensors")
     path.parent.mkdir(parents=True)
     metrics = {"type": "epoch", "epoch": 2, "train_loss": 0.4123, "test_loss": 0.5234, "test_acc": 81.25}
-    save_model_checkpoint(path, moved, kind="best", epoch=2, experiment=exp, metrics=metrics,
-                          classes=tuple(f"class{i}" for i in range(10)))
+    save_model_checkpoint(
+        path,
+        moved,
+        kind="best",
+        epoch=2,
+        experiment=exp,
+        metrics=metrics,
+        classes=tuple(f"class{i}" for i in range(10)),
+    )
     return path
 
 

@@ -49,8 +49,9 @@ def terminal(tmp_path):
     (tmp_path / "experiments.toml").write_text(CATALOG)
     term = Terminal(f"ftui-test-{os.getpid()}")
     # The shell stays after ftui ends, so what ftui left on the terminal can be read.
-    command = (f"cd {tmp_path} && {sys.executable} -m ftui --runs {tmp_path / 'checkpoints'}; "
-               f"echo ftui exited $?; sleep 60")
+    command = (
+        f"cd {tmp_path} && {sys.executable} -m ftui --runs {tmp_path / 'checkpoints'}; echo ftui exited $?; sleep 60"
+    )
     term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", command)
     yield term
     term.tmux("kill-session", "-t", term.session)

@@ -63,9 +63,11 @@ class CatalogScreen(Screen):
         catalog = self.app.catalog
         table.display, error.display = catalog is not None, catalog is None
         if catalog is None:
-            error.update(f"The catalog {self.app.catalog_path.resolve()} could not be read:\n\n{self.app.catalog_error}\n\n"
-                         "Fix the file (or start ftui with --catalog PATH) and press F5 to reload. "
-                         "Runs (r) and results (t) still work.")
+            error.update(
+                f"The catalog {self.app.catalog_path.resolve()} could not be read:\n\n{self.app.catalog_error}\n\n"
+                "Fix the file (or start ftui with --catalog PATH) and press F5 to reload. "
+                "Runs (r) and results (t) still work."
+            )
             return
         best = best_measured(list_runs(self.app.runs_root))
         if [str(k.value) for k in table.rows] == list(catalog.names):
@@ -111,8 +113,10 @@ class CatalogScreen(Screen):
         text = ""
         if exp is not None:
             stem = ", CIFAR stem" if exp.cifar_stem else ""
-            text = (f"{exp.description}\n{exp.model}{stem}, trains {', '.join(exp.trainable)}; weights {exp.weights}, "
-                    f"{exp.dataset}, lr {exp.lr:g}, batch {exp.batch_size}")
+            text = (
+                f"{exp.description}\n{exp.model}{stem}, trains {', '.join(exp.trainable)}; weights {exp.weights}, "
+                f"{exp.dataset}, lr {exp.lr:g}, batch {exp.batch_size}"
+            )
         description = self.query_one("#description", Static)
         if description.content != text:  # an unchanged update would still re-lay-out the screen
             description.update(text)

@@ -53,7 +53,7 @@ def fit(name: str, width: int) -> str:
     if len(name) <= width:
         return name
     head = (width - 1) // 2
-    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
 
 
 def summary_text(info: CheckpointInfo) -> Text:
@@ -67,12 +67,16 @@ def summary_text(info: CheckpointInfo) -> Text:
     text.append(f"{kind} · {exp.get('model', '?')} · epoch {info.epoch + 1} of {exp.get('epochs', '?')}\n")
     if "test_acc" in m:
         text.append(f"test acc {m['test_acc']:.2f}%", style="bold")
-        text.append(f" · test loss {m.get('test_loss', float('nan')):.4f} · train loss "
-                    f"{m.get('train_loss', float('nan')):.4f}\n")
+        text.append(
+            f" · test loss {m.get('test_loss', float('nan')):.4f} · train loss "
+            f"{m.get('train_loss', float('nan')):.4f}\n"
+        )
     units = tuple(dict.fromkeys(t.unit for t in info.tensors))
     start = "random weights" if exp.get("weights") == "none" else exp.get("weights", "?")
-    text.append(f"trains {summarize_units(info.trainable_units, units)} · from {start} · "
-                f"{len(info.classes)} classes · {param_count(info.param_count)} values\n")
+    text.append(
+        f"trains {summarize_units(info.trainable_units, units)} · from {start} · "
+        f"{len(info.classes)} classes · {param_count(info.param_count)} values\n"
+    )
     # The safetensors version says nothing about the results; the others can.
     versions = {k: v for k, v in info.versions.items() if k != "safetensors"}
     text.append(" · ".join(f"{k} {v}" for k, v in versions.items()), style="dim")
@@ -85,8 +89,15 @@ def movement_rows(moves: list[UnitMovement]) -> list[list]:
     for m in moves:
         state = Text("trained", style="green") if m.trained else Text("frozen", style="dim")
         if m.new:
-            rows.append([m.unit, param_count(m.params), state, Text("new", style="bold yellow"),
-                         Text("replaced: no starting weights", style="yellow")])
+            rows.append(
+                [
+                    m.unit,
+                    param_count(m.params),
+                    state,
+                    Text("new", style="bold yellow"),
+                    Text("replaced: no starting weights", style="yellow"),
+                ]
+            )
             continue
         change = Text(f"{100 * m.relative_change:.3g}%", style="" if m.relative_change else "dim")
         rows.append([m.unit, param_count(m.params), state, change, Text(bar(m.relative_change / scale), style="cyan")])
@@ -188,8 +199,10 @@ class CheckpointScreen(Screen):
             table.add_columns("unit", "params", "state", "moved", "scaled to the largest")
             for row in movement_rows(self.moves):
                 table.add_row(*row)
-        self._note(f"How far each unit moved from its starting weights ({self.info.experiment.get('weights')}): "
-                   "‖w−w₀‖/‖w₀‖ over its parameters (BatchNorm statistics left out).")
+        self._note(
+            f"How far each unit moved from its starting weights ({self.info.experiment.get('weights')}): "
+            "‖w−w₀‖/‖w₀‖ over its parameters (BatchNorm statistics left out)."
+        )
         table.display = True
         table.focus()
 

@@ -20,8 +20,16 @@ from ..plots import downsample
 
 REFRESH_SECONDS = 2.0
 # Distinct on a dark background and still distinct when reduced to 256 colours.
-PALETTE = [(0, 200, 255), (255, 95, 175), (135, 215, 0), (255, 175, 0), (175, 135, 255), (255, 95, 95),
-           (0, 215, 175), (215, 215, 215)]
+PALETTE = [
+    (0, 200, 255),
+    (255, 95, 175),
+    (135, 215, 0),
+    (255, 175, 0),
+    (175, 135, 255),
+    (255, 95, 95),
+    (0, 215, 175),
+    (215, 215, 215),
+]
 
 
 def epoch_ticks(epochs: int) -> list[int]:
@@ -111,8 +119,9 @@ class CompareScreen(Screen):
         most = 1
         for i, h in enumerate(self.histories):
             if h.epochs:
-                plt.plot([e["epoch"] + 1 for e in h.epochs], [e["test_acc"] for e in h.epochs],
-                         color=_color(i), marker="dot")
+                plt.plot(
+                    [e["epoch"] + 1 for e in h.epochs], [e["test_acc"] for e in h.epochs], color=_color(i), marker="dot"
+                )
                 most = max(most, h.total_epochs, len(h.epochs))
         plt.xlim(0.5, most + 0.5)
         plt.xticks([t for t in epoch_ticks(most) if t >= 1] or [1])
@@ -135,7 +144,7 @@ class CompareScreen(Screen):
 
     def _legend(self) -> Text:
         text = Text()
-        for i, (path, h, state) in enumerate(zip(self.paths, self.histories, self.states)):
+        for i, (path, h, state) in enumerate(zip(self.paths, self.histories, self.states, strict=True)):
             if i:
                 text.append("\n")
             text.append("■ ", style="rgb({},{},{})".format(*_color(i)))

@@ -26,8 +26,12 @@ from ..footer import SteadyFooter
 from .confirm import ConfirmScreen
 
 # (experiment field, label, Input type); the catalog's own checks decide what is in range.
-_NUMBER_SETTINGS = (("epochs", "epochs", "integer"), ("batch_size", "batch", "integer"),
-                    ("input_size", "input", "integer"), ("lr", "base lr", "number"))
+_NUMBER_SETTINGS = (
+    ("epochs", "epochs", "integer"),
+    ("batch_size", "batch", "integer"),
+    ("input_size", "input", "integer"),
+    ("lr", "base lr", "number"),
+)
 _CHOICE_SETTINGS = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
 _PRECISION_HELP = "auto: bf16 on CUDA · bf16: also on bf16-capable CPUs"
 _DEVICES = ("auto", "cpu", "cuda")
@@ -288,8 +292,9 @@ class EditorScreen(Screen):
             self._leave_field()
         elif self._exp != self.original:
             question = f"Leave the editor and drop your edits to {self._exp.name}? (s saves them as a new entry)"
-            self.app.push_screen(ConfirmScreen(question, "Drop edits", "Stay"),
-                                 lambda ok: self.app.pop_screen() if ok else None)
+            self.app.push_screen(
+                ConfirmScreen(question, "Drop edits", "Stay"), lambda ok: self.app.pop_screen() if ok else None
+            )
         else:
             self.app.pop_screen()
 

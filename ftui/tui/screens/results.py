@@ -43,9 +43,17 @@ def _diff(row: ResultRow) -> Text:
 def _cells(row: ResultRow, trains_width: int) -> list:
     # Text, not str: cells are never read as markup. ftui's accuracy keeps 2 decimals, as measured.
     name = Text(_cut(row.experiment, NAME_WIDTH), style="" if row.in_catalog else "italic")
-    return [name, _number(row.reference, ".1f"), _number(row.measured, ".2f"), _diff(row),
-            Text(duration(row.seconds), justify="right"), Text(str(row.runs), justify="right"),
-            Text(_cut(row.trains, trains_width)), Text(row.model), Text(str(row.input_size or ""), justify="right")]
+    return [
+        name,
+        _number(row.reference, ".1f"),
+        _number(row.measured, ".2f"),
+        _diff(row),
+        Text(duration(row.seconds), justify="right"),
+        Text(str(row.runs), justify="right"),
+        Text(_cut(row.trains, trains_width)),
+        Text(row.model),
+        Text(str(row.input_size or ""), justify="right"),
+    ]
 
 
 def _detail(row: ResultRow) -> str:
@@ -143,8 +151,11 @@ class ResultsScreen(Screen):
         try:
             md, table = export_results(self.rows, self.app.runs_root)
         except OSError as exc:
-            self.notify(f"Could not write the results into {self.app.runs_root}: {exc.strerror or exc}",
-                        severity="error", markup=False)
+            self.notify(
+                f"Could not write the results into {self.app.runs_root}: {exc.strerror or exc}",
+                severity="error",
+                markup=False,
+            )
             return
         self.notify(f"Wrote {md}\nand {table}", title="Results exported", markup=False)
 

@@ -107,13 +107,17 @@ class RunScreen(Screen):
             kind = r.get("type")
             if kind == "start":
                 what = "resumed at epoch " + str(r["start_epoch"] + 1) if r.get("start_epoch") else "started"
-                log.write(f"{r.get('time', '')[11:19]}  {what} on {r.get('device')}: {r.get('train_images')} train / "
-                          f"{r.get('test_images')} test images, batch {r.get('batch_size')}")
+                log.write(
+                    f"{r.get('time', '')[11:19]}  {what} on {r.get('device')}: {r.get('train_images')} train / "
+                    f"{r.get('test_images')} test images, batch {r.get('batch_size')}"
+                )
             elif kind == "epoch":
                 best = r["test_acc"] >= (self.history.best_acc or 0)
-                log.write(f"epoch {r['epoch'] + 1}: test acc {r['test_acc']:.2f}%  test loss {r['test_loss']:.4f}  "
-                          f"train loss {r['train_loss']:.4f}  {r['seconds']:.1f}s — saved last"
-                          + (" and best" if best else ""))
+                log.write(
+                    f"epoch {r['epoch'] + 1}: test acc {r['test_acc']:.2f}%  test loss {r['test_loss']:.4f}  "
+                    f"train loss {r['train_loss']:.4f}  {r['seconds']:.1f}s — saved last"
+                    + (" and best" if best else "")
+                )
             elif kind in ("finished", "stopped", "failed"):
                 log.write(f"{kind}" + (f": {r['reason']}" if r.get("reason") else ""))
                 if kind == "failed":
@@ -139,7 +143,11 @@ class RunScreen(Screen):
     def _state(self) -> str:
         state = self.history.state
         if state == "running" and self.run_dir is not None:
-            alive = process_alive(RunFolder(self.run_dir).read_status()) if (self.run_dir / "status.json").exists() else True
+            alive = (
+                process_alive(RunFolder(self.run_dir).read_status())
+                if (self.run_dir / "status.json").exists()
+                else True
+            )
             return "running" if alive else "interrupted (its process is gone; resume it from Runs)"
         return state
 
@@ -150,7 +158,11 @@ class RunScreen(Screen):
         parts = [f"epoch {min(h.epoch + 1, epochs)}/{epochs}", f"step {h.step + 1}/{spe}"]
         if h.state == "running" and h.images_per_sec:
             remaining = max(epochs * spe - done, 0) * batch / h.images_per_sec
-            parts += [f"{h.images_per_sec:.0f} img/s", f"elapsed {duration(elapsed) or '-'}", f"ETA {duration(remaining) or '-'}"]
+            parts += [
+                f"{h.images_per_sec:.0f} img/s",
+                f"elapsed {duration(elapsed) or '-'}",
+                f"ETA {duration(remaining) or '-'}",
+            ]
         else:
             parts += [f"best {h.best_acc:.2f}%" if h.best_acc is not None else "no epoch completed"]
         memory = self._gpu_memory()
@@ -165,7 +177,9 @@ class RunScreen(Screen):
 
     def _gpu_memory(self) -> str:
         # Only this process's own run can be measured from here.
-        if not (self.live and torch.cuda.is_available() and str(self.history.start.get("device", "")).startswith("cuda")):
+        if not (
+            self.live and torch.cuda.is_available() and str(self.history.start.get("device", "")).startswith("cuda")
+        ):
             return ""
         return f"GPU mem {torch.cuda.memory_allocated() / 2**30:.1f} GiB"
 
@@ -177,7 +191,9 @@ class RunScreen(Screen):
 
     def action_stop(self) -> None:
         if self._is_ours():
-            question = "Stop this run? It stops within one step; the last completed epoch's checkpoint stays, ready to resume."
+            question = (
+                "Stop this run? It stops within one step; the last completed epoch's checkpoint stays, ready to resume."
+            )
             self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop)
         elif self.history.state == "running" and self._other_process() is not None:
             question = f"This run belongs to process {self._other_process()}. Ask it to stop (SIGTERM)?"

@@ -21,8 +21,16 @@ from ..footer import SteadyFooter
 from .checkpoint import CheckpointScreen, error_text, evaluation_text
 
 REFRESH_SECONDS = 2.0
-COLUMNS = (("", "mark"), ("started", "started"), ("experiment", "exp"), ("state", "state"), ("best", "best"),
-           ("epochs", "epochs"), ("time", "time"), ("reason", "reason"))
+COLUMNS = (
+    ("", "mark"),
+    ("started", "started"),
+    ("experiment", "exp"),
+    ("state", "state"),
+    ("best", "best"),
+    ("epochs", "epochs"),
+    ("time", "time"),
+    ("reason", "reason"),
+)
 STATE_STYLES = {"finished": "green", "running": "cyan", "stopped": "yellow", "failed": "red", "interrupted": "red"}
 
 
@@ -119,7 +127,7 @@ class RunsScreen(Screen):
         table.clear()
         cells = [self._cells(run) for run in runs]
         width = self._reason_width(cells)
-        for run, row in zip(runs, cells):
+        for run, row in zip(runs, cells, strict=True):
             table.add_row(*row[:-1], Text(shorten(row[-1], width), style="dim"), key=str(run.path))
         if selected is not None and str(selected.path) in table.rows:
             table.move_cursor(row=table.get_row_index(str(selected.path)))
@@ -129,13 +137,23 @@ class RunsScreen(Screen):
     def _cells(self, run: RunSummary) -> list:
         best = f"{run.best_acc:.2f}" if run.best_acc is not None else "-"
         mark = Text("●", style="bold magenta") if run.path in self.marked else ""
-        return [mark, started(run), run.experiment, state_text(run.state), best,
-                f"{run.epochs_done}/{run.epochs}", duration(run_seconds(run)) or "-", run.reason]
+        return [
+            mark,
+            started(run),
+            run.experiment,
+            state_text(run.state),
+            best,
+            f"{run.epochs_done}/{run.epochs}",
+            duration(run_seconds(run)) or "-",
+            run.reason,
+        ]
 
     def _reason_width(self, cells: list[list]) -> int:
         """What the other columns leave for the reason: the table never scrolls sideways."""
         width = self.query_one(DataTable).size.width or self.app.size.width
-        used = sum(max([len(label)] + [len(str(row[i])) for row in cells]) + 2 for i, (label, _) in enumerate(COLUMNS[:-1]))
+        used = sum(
+            max([len(label)] + [len(str(row[i])) for row in cells]) + 2 for i, (label, _) in enumerate(COLUMNS[:-1])
+        )
         return max(12, width - used - 4)  # 2 for the reason's own padding, 2 for a vertical scrollbar
 
     def _show_empty(self, empty: bool) -> None:
@@ -144,7 +162,8 @@ class RunsScreen(Screen):
         self.query_one("#empty").display = empty
         if empty:
             self.query_one("#empty", Static).update(
-                f"No runs yet in {self.app.runs_root}: launch one from the catalog (escape, then l).")
+                f"No runs yet in {self.app.runs_root}: launch one from the catalog (escape, then l)."
+            )
 
     def _selected(self) -> RunSummary | None:
         table = self.query_one(DataTable)
@@ -237,8 +256,11 @@ class RunsScreen(Screen):
         elif run.state == "running":
             self.notify(f"{run.name} is still running.")
         elif not (run.path / LAST).is_file():
-            self.notify(f"{run.name} ended before its first epoch completed: nothing to resume from. "
-                        f"Start {run.experiment} again from the catalog.", severity="warning")
+            self.notify(
+                f"{run.name} ended before its first epoch completed: nothing to resume from. "
+                f"Start {run.experiment} again from the catalog.",
+                severity="warning",
+            )
         else:
             try:
                 self.app.resume_run(run.path)
@@ -266,4 +288,3 @@ class RunsScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
-
