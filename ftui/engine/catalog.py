@@ -16,7 +16,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import tomlkit
 
 from ..errors import CatalogError, ModelError
+from .atomic import atomic_write_text
 from .experiment import (
     DATASETS,
     FIELD_NAMES,
@@ -536,22 +536,6 @@ def _render(entry: dict) -> str:
     return tomlkit.dumps(doc)
 
 
-def _write_atomically(path: Path, text: str, check) -> None:
-    """Write text to a temporary file beside path, run check on it, then swap it in."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # mkstemp makes 0600; keep the catalog's mode
-        check(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save_experiment(path: str | Path, exp: Experiment) -> None:
     """Append exp to the catalog as a new [[experiment]], keeping every comment and the layout."""
     path = Path(path)
@@ -570,6 +554,6 @@ def save_experiment(path: str | Path, exp: Experiment) -> None:
             raise CatalogError(f"Experiment {exp.name!r} cannot be written to {path} so that it reads back unchanged.")
 
     try:
-        _write_atomically(path, new_text, reads_back)
+        atomic_write_text(path, new_text, mode=stat.S_IMODE(path.stat().st_mode), check=reads_back)
     except OSError as exc:
         raise CatalogError(f"Cannot write {path}: {exc.strerror or exc}. The file is unchanged.") from exc

@@ -30,6 +30,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import CheckpointError, FtuiError
+from .atomic import atomic_write
 from .catalog import experiment_from_dict
 from .experiment import Experiment
 from .models import build_model, describe, expected_shapes, unit_of
@@ -84,17 +85,7 @@ def versions() -> dict:
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        _save_file(tensors, tmp, metadata)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: _save_file(tensors, tmp, metadata))
 
 
 def _save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FtuiError
 from ..formatting import duration
+from .atomic import atomic_write_text
 from .catalog import Catalog
 from .models import describe
 from .runs import RunFolder, RunSummary
@@ -203,24 +202,12 @@ def to_csv(rows: list[ResultRow]) -> str:
     return out.getvalue()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    # A unique temp name: two ftui processes exporting at once must not share one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an exported table is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def export_results(rows: list[ResultRow], folder: Path) -> tuple[Path, Path]:
     """Write results.md and results.csv into folder (created if missing); returns both paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     md, table = folder / MARKDOWN, folder / CSV
-    _write_atomically(md, to_markdown(rows))
-    _write_atomically(table, to_csv(rows))
+    # newline="": the csv module already ends its rows with \r\n
+    atomic_write_text(md, to_markdown(rows), newline="")
+    atomic_write_text(table, to_csv(rows), newline="")
     return md, table

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RunError
+from .atomic import atomic_write_text
 
 EXPERIMENT = "experiment.json"
 STATUS = "status.json"
@@ -32,19 +33,6 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 RESUME = "resume.safetensors"
 RESUME_PREVIOUS = "resume.prev.safetensors"  # the epoch before, until last.safetensors catches up
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
