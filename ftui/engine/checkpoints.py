@@ -160,18 +160,80 @@ def _json_field(meta: dict[str, str], key: str, path: Path):
         raise CheckpointError(f"{path}: its metadata field {key!r} is missing or not valid JSON.") from exc
 
 
+# Checkpoints are shared between people: every field read from one is checked before use, so a
+# hand-edited or hostile file is refused with a message instead of failing half-way through a screen.
+def _bad_field(path: Path, key: str, wanted: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: its metadata field {key!r} is not {wanted}. The file was not written by ftui "
+        "as it is, or has been edited; use a checkpoint from the run folder."
+    )
+
+
+def _strings(meta: dict[str, str], key: str, path: Path) -> tuple[str, ...]:
+    value = _json_field(meta, key, path)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _bad_field(path, key, "a list of names")
+    return tuple(value)
+
+
+def _versions(meta: dict[str, str], path: Path) -> dict[str, str]:
+    value = _json_field(meta, "versions", path)
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _bad_field(path, "versions", "a table of library versions")
+    return value
+
+
+_MEASURED = ("test_acc", "test_loss", "train_loss")  # what the screens and `ftui inspect` show
+
+
+def _metrics(meta: dict[str, str], path: Path) -> dict:
+    value = _json_field(meta, "metrics", path)
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(k, 0.0), (int, float)) and not isinstance(value.get(k), bool) for k in _MEASURED
+    ):
+        raise _bad_field(path, "metrics", "a table of the epoch's measurements")
+    return value
+
+
+def _epoch(meta: dict[str, str], path: Path) -> int:
+    text = meta.get("epoch", "")
+    if not text.isascii() or not text.isdigit():
+        raise _bad_field(path, "epoch", "an epoch number")
+    return int(text)
+
+
+def _experiment(meta: dict[str, str], path: Path) -> dict:
+    """The stored experiment, validated like a catalog entry; returned as plain JSON data."""
+    data = _json_field(meta, "experiment", path)
+    if not isinstance(data, dict):
+        raise _bad_field(path, "experiment", "a table of settings")
+    try:
+        return experiment_from_dict(data, where="experiment").to_dict()
+    except FtuiError as exc:
+        raise CheckpointError(f"{path}: its experiment metadata is not a valid experiment:\n{exc}") from exc
+
+
 def read_checkpoint(path: Path) -> CheckpointInfo:
     """Metadata and tensor table from the header alone (no tensor data is read)."""
     path = Path(path)
     meta, table = _read_header(path)
+    if meta.get("format") == RESUME_FORMAT:
+        raise CheckpointError(
+            f"{path} is a run's resume state (optimizer, scheduler and random generators), not model weights. "
+            f"Inspect or evaluate last.safetensors or best.safetensors beside it, or continue the run with: "
+            f"ftui resume {path.parent}"
+        )
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a safetensors file but not an ftui checkpoint (no ftui metadata). "
-            'If it holds model weights, use it as `weights = "{path}"` in an experiment.'
+            f'If it holds model weights, use it as `weights = "{path}"` in an experiment.'
         )
-    exp = _json_field(meta, "experiment", path)
-    trainable = tuple(_json_field(meta, "trainable_units", path))
-    classes = tuple(_json_field(meta, "classes", path))
+    exp = _experiment(meta, path)
+    trainable = _strings(meta, "trainable_units", path)
+    classes = _strings(meta, "classes", path)
+    kind = meta.get("kind", "")
+    if kind not in ("last", "best"):
+        raise _bad_field(path, "kind", '"last" or "best"')
     try:
         units = describe(exp["model"], bool(exp.get("cifar_stem")), len(classes)).units
         expected = expected_shapes(exp["model"], bool(exp.get("cifar_stem")), len(classes))
@@ -191,13 +253,13 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     )
     return CheckpointInfo(
         path=path,
-        kind=meta.get("kind", "?"),
-        epoch=int(meta.get("epoch", -1)),
+        kind=kind,
+        epoch=_epoch(meta, path),
         experiment=exp,
-        metrics=_json_field(meta, "metrics", path),
+        metrics=_metrics(meta, path),
         trainable_units=trainable,
         classes=classes,
-        versions=_json_field(meta, "versions", path),
+        versions=_versions(meta, path),
         tensors=tensors,
     )
 
