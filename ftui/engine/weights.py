@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 import torchvision
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -87,20 +87,51 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def _not_weights(path: Path) -> WeightsError | None:
+    """What a file that cannot be weights is, from its first bytes, before any loader reads it."""
+    with open(path, "rb") as f:
+        head = f.read(len(LFS_POINTER))
+    if not head:
+        return WeightsError(f"{path} is empty, not a weights file. Copy the real file there again.")
+    if head == LFS_POINTER:
+        return WeightsError(
+            f"{path} is a Git LFS pointer, not the weights: the repository holds only a reference to them. "
+            "Fetch the real file (git lfs pull, or download it), then start again."
+        )
+    # torch.save writes a zip archive, or (before torch 1.6) a pickle, which starts with its PROTO opcode.
+    if path.suffix != ".safetensors" and not (zipfile.is_zipfile(path) or head.startswith(b"\x80")):
+        return WeightsError(
+            f"{path} is not a PyTorch weights file (neither a torch.save archive nor a pickle). "
+            "Use a .safetensors file or a .pth saved with torch.save(model.state_dict(), ...)."
+        )
+    return None
+
+
 def load_local_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"Weights file {path} does not exist.")
     try:
+        problem = _not_weights(path)
+        if problem is not None:
+            raise problem
         if path.suffix == ".safetensors":
             return load_file(path)
         return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+    except WeightsError:
+        raise
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"Refused to load {path}: it contains pickled objects other than tensors, which could run code. "
             "Convert it to .safetensors, or save only the model's state_dict."
         ) from exc
-    except (SafetensorError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise WeightsError(f"{path} is not a readable weights file ({exc}).") from exc
+    except Exception as exc:  # a file from elsewhere can make a loader raise anything (KeyError for text, ...)
+        raise WeightsError(
+            f"{path} is not a readable weights file ({type(exc).__name__}: {exc}). "
+            "Use a .safetensors file or a .pth saved with torch.save(model.state_dict(), ...)."
+        ) from exc
 
 
 def load_weights_state(weights: str, model_name: str) -> dict[str, torch.Tensor] | None:
