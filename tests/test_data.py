@@ -126,6 +126,26 @@ def test_imagefolder_corrupt_image(folder):
     assert str(folder / "train/dog/broken.png") in str(e.value)
 
 
+def test_imagefolder_copied_from_macos_skips_its_hidden_files(folder):
+    # A macOS copy carries AppleDouble resource forks (._NAME, not images) and .DS_Store files.
+    for split in ("train/cat", "train/dog", "test/cat"):
+        (folder / split / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+        (folder / split / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "train/.DS_Store").write_bytes(b"Bud1")
+    ds = load_dataset("imagefolder", str(folder), image_size=8)
+    assert ds.classes == ("cat", "dog") and len(ds.train_labels) == 6 and len(ds.test_labels) == 2
+
+
+def test_imagefolder_with_one_class_is_refused(folder):
+    for split in ("train", "test"):
+        for f in sorted((folder / split / "dog").iterdir()):
+            f.unlink()
+        (folder / split / "dog").rmdir()
+    with pytest.raises(DataError, match="one class folder \\(cat\\); a classifier needs at least two") as e:
+        load_dataset("imagefolder", str(folder))
+    assert str(folder / "train") in str(e.value)
+
+
 def test_imagefolder_test_classes_differ(folder):
     (folder / "test/dog").rename(folder / "test/wolf")
     with pytest.raises(DataError) as e:

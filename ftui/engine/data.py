@@ -155,6 +155,12 @@ def _load_imagefolder(data_dir: str, image_size: int) -> Dataset:
     train_files = _class_files(root / "train")
     test_files = _class_files(root / "test")
     classes = sorted(train_files)
+    if len(classes) < 2:
+        # One class trains to a meaningless 100%: there is nothing to tell apart.
+        raise DataError(
+            f"{root / 'train'} has one class folder ({classes[0]}); a classifier needs at least two. "
+            "Add a folder of images for each other class."
+        )
     if set(test_files) != set(classes):
         raise DataError(_class_mismatch(root, set(classes), set(test_files)))
     train_images, train_labels = _read_split(train_files, classes, image_size)
@@ -171,7 +177,12 @@ def _class_files(split: Path) -> dict[str, list[Path]]:
         raise DataError(f"{split} has no class folders. Put each class's images in {split}/CLASS_NAME/.")
     files = {}
     for folder in folders:
-        images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        # Hidden files are skipped like hidden folders: macOS copies carry ._NAME.jpg resource forks.
+        images = sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
         if not images:
             raise DataError(
                 f"Class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}). Add images or remove the folder."
