@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.events import Key
 from textual.widgets import Input, Select
 
 from ftui.engine.catalog import load_catalog
@@ -174,3 +175,55 @@ def test_editor_snapshot(app, snap_compare):
         await open_editor(pilot.app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_it, press=["down", "down", "space", "end"])
+
+
+def shown_rows(table: UnitTable) -> list[str]:
+    """The table's lines as the terminal shows them (a cell too narrow for its text is cut short)."""
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+async def test_small_learning_rates_are_shown_in_full(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("end", "e")  # fc
+        await type_into(pilot, "1e-4")
+        lr_field = screen.query_one("#set-lr", Input)
+        lr_field.focus()
+        await type_into(pilot, "1e-3")
+        assert screen.experiment.lr == 1e-3 and screen.experiment.unit_lr == {"fc": 1e-4}
+        rows = shown_rows(screen.query_one(UnitTable))
+        assert [r.split()[-1] for r in rows if r.split()[1:2] in (["conv1"], ["fc"])] == ["0.001", "0.0001"]
+
+
+async def until(pilot, condition) -> bool:
+    """Lets the app work until condition() holds; False if it went idle many times without."""
+    for _ in range(50):
+        if condition():
+            return True
+        await pilot.pause()
+    return condition()
+
+
+async def test_keys_in_one_batch_are_applied_in_order(app):
+    # A terminal delivers keys typed quickly in one read; Textual queues them all at once,
+    # where pilot.press waits for the app between keys.
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        epochs = screen.query_one("#set-epochs", Input)
+        epochs.focus()
+        await pilot.pause()
+        for key, character in (("ctrl+u", None), ("5", "5"), ("0", "0")):
+            app.post_message(Key(key, character))
+        assert await until(pilot, lambda: epochs.value == "50"), epochs.value
+        for key, character in (("ctrl+u", None), ("7", "7"), ("enter", None)):
+            app.post_message(Key(key, character))
+        assert await until(pilot, lambda: screen.experiment.epochs == 7), epochs.value
+
+
+async def test_enter_in_the_leave_dialog_keeps_the_edits(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("h", "escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # the default button is the safe one
+        assert app.screen is screen and screen.experiment.trainable == ("fc",)

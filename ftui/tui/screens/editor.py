@@ -23,6 +23,7 @@ from ...engine.weights import is_local_weights, weight_names
 from ...errors import FtuiError
 from ...formatting import param_count
 from ..footer import SteadyFooter
+from ..widgets.edit_field import EditField
 from .confirm import ConfirmScreen
 
 # (experiment field, label, Input type); the catalog's own checks decide what is in range.
@@ -77,6 +78,12 @@ class UnitTable(DataTable):
             event.prevent_default()  # DataTable's own click would also open the LR editor
             self.move_cursor(row=meta["row"])
             self.post_message(self.Toggle(meta["row"]))
+
+
+class LeaveEditorScreen(ConfirmScreen):
+    """Leaving drops the edits: enter answers the safe way, staying."""
+
+    AUTO_FOCUS = "#no"
 
 
 class EditorScreen(Screen):
@@ -140,13 +147,13 @@ class EditorScreen(Screen):
         yield UnitTable(id="units", cursor_type="row")
         with Horizontal(id="prompt"):
             yield Label(id="prompt-label", markup=False)
-            yield Input(id="prompt-input", compact=True)
+            yield EditField(id="prompt-input", compact=True)
         yield Static(id="message")
         with Vertical(id="settings"):
             with Horizontal():
                 for key, label, kind in _NUMBER_SETTINGS:
                     yield Label(label)
-                    yield Input(self._shown(key), type=kind, id=f"set-{key}", classes="setting", compact=True)
+                    yield EditField(self._shown(key), type=kind, id=f"set-{key}", classes="setting", compact=True)
                 yield Label("device")
                 yield self._select("device", self._device_options())
             with Horizontal():
@@ -200,7 +207,7 @@ class EditorScreen(Screen):
         for unit in self.info.units:
             box, _, _, lr = self._cells(unit)
             table.update_cell(unit.name, "trains", box)
-            table.update_cell(unit.name, "lr", lr)
+            table.update_cell(unit.name, "lr", lr, update_width=True)  # else 0.0001 shows cut to 0.00
         exp, edited = self._exp, self._exp != self.original
         model = Text.assemble((exp.model, "bold"), " · CIFAR stem" * exp.cifar_stem)
         self.query_one("#model", Static).update(model)
@@ -293,7 +300,7 @@ class EditorScreen(Screen):
         elif self._exp != self.original:
             question = f"Leave the editor and drop your edits to {self._exp.name}? (s saves them as a new entry)"
             self.app.push_screen(
-                ConfirmScreen(question, "Drop edits", "Stay"), lambda ok: self.app.pop_screen() if ok else None
+                LeaveEditorScreen(question, "Drop edits", "Stay"), lambda ok: self.app.pop_screen() if ok else None
             )
         else:
             self.app.pop_screen()

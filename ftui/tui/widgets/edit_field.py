@@ -1,0 +1,25 @@
+"""An Input that applies its own editing keys in the order the keys came."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.widgets import Input
+
+
+class EditField(Input):
+    """Input, with its own bindings (ctrl+u, ctrl+k, enter, ...) run as soon as their key reaches it.
+
+    Textual looks a focused widget's bindings up only when the key has bubbled back up to the App,
+    while the Input types a printable key the moment it takes it from its queue. So when ctrl+u and 5
+    arrive in one read from the terminal, the 5 was typed before ctrl+u ran, and ctrl+u then deleted
+    it. Running the Input's own bindings here keeps the keys in order; every other key (escape, F5,
+    tab, a screen's keys) still bubbles up as before.
+    """
+
+    async def _on_key(self, event: events.Key) -> None:
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()
+                return
+        await super()._on_key(event)
