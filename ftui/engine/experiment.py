@@ -9,6 +9,8 @@ TUI edits them with ``dataclasses.replace``.
 from __future__ import annotations
 
 import dataclasses
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .schema import Pattern, Range, Setting, declare, setting, settings_of
@@ -28,6 +30,13 @@ FROZEN_BN = ("update", "freeze")
 PRECISIONS = ("auto", "bf16", "float32")
 # weights values that are not a file path
 WEIGHTS_NONE = "none"
+
+
+class UnitMode(enum.StrEnum):
+    """What a layer unit does in a run: a value, not a flag, so that more than two modes can exist."""
+
+    TRAIN = "train"  # its parameters are handed to the optimizer
+    FROZEN = "frozen"  # requires_grad=False, never in the optimizer
 
 
 _NAME = Pattern(
@@ -123,6 +132,15 @@ class Experiment:
         "`float32`: never bf16 (see below)",
         choices=PRECISIONS,
     )
+
+    def mode_of(self, unit: str) -> UnitMode:
+        return UnitMode.TRAIN if unit in self.trainable else UnitMode.FROZEN
+
+    def with_modes(self, modes: dict[str, UnitMode], order: Iterable[str]) -> Experiment:
+        """The experiment with these units' modes changed (others keep theirs); order is the model's unit order."""
+        wanted = {u for u in order if modes.get(u, self.mode_of(u)) is UnitMode.TRAIN}
+        # Kept in the model's order, so the experiment compares equal to a catalog entry.
+        return dataclasses.replace(self, trainable=tuple(u for u in order if u in wanted))
 
     def lr_for(self, unit: str) -> float:
         return self.unit_lr.get(unit, self.lr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual import events
+from textual.validation import ValidationResult
 from textual.widgets import Input
 
 
@@ -23,3 +24,16 @@ class EditField(Input):
                 event.prevent_default()
                 return
         await super()._on_key(event)
+
+
+def first_failure(result: ValidationResult | None) -> str | None:
+    """An Input's first validation failure, worded to follow a colon; None when it passed."""
+    if result is None or result.is_valid:
+        return None
+    text = result.failure_descriptions[0] if result.failure_descriptions else "invalid"
+    return text[:1].lower() + text[1:].rstrip(".")
+
+
+def mark_invalid(field: Input) -> None:
+    # Refused by the catalog's checks, which the Input's own validators do not know.
+    field.remove_class("-valid").add_class("-invalid")
