@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 import pytest
 
-from ftui.engine.experiment import FIELD_NAMES, SETTINGS, Experiment
+from ftui.engine.experiment import FIELD_NAMES, SETTINGS, Experiment, UnitMode
 from ftui.engine.schema import Kind, Range, declare, key_table, kind_of, setting, settings_of
 from ftui.engine.validation import CATALOG_DEFAULTS, Invalid, _typed, experiment_from_dict
 from ftui.errors import CatalogError
@@ -161,3 +161,15 @@ def test_modules_that_only_validate_json_do_not_import_toml():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+# --- a unit's mode is a value ---------------------------------------------------------------
+
+
+def test_unit_modes_are_values_kept_in_the_model_order():
+    exp = experiment_from_dict({**TINY, "trainable": ["layer4", "fc"]}, "test")
+    assert exp.mode_of("fc") is UnitMode.TRAIN and exp.mode_of("conv1") is UnitMode.FROZEN
+    order = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
+    both = exp.with_modes({"fc": UnitMode.FROZEN, "conv1": UnitMode.TRAIN}, order)
+    assert both.trainable == ("conv1", "layer4")  # the model's order, whatever order the change came in
+    assert both.with_modes({"conv1": UnitMode.FROZEN, "fc": UnitMode.TRAIN}, order) == exp
