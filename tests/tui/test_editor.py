@@ -7,9 +7,11 @@ from textual.widgets import Input, Select
 
 from ftui.engine.catalog import load_catalog
 from ftui.engine.experiment import SETTINGS
+from ftui.engine.schema import Range
 from ftui.tui.screens.confirm import ConfirmScreen
 from ftui.tui.screens.editor import EditorScreen, UnitTable
 from ftui.tui.screens.prompt import PromptScreen
+from ftui.tui.widgets.edit_field import range_checks
 from ftui.tui.widgets.settings_form import ROWS
 
 RESNET_UNITS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
@@ -282,3 +284,16 @@ async def test_a_field_says_its_keys_until_the_focus_goes_back_to_the_units(app)
         assert isinstance(screen.focused, Input) and "escape drops the change" in message(screen)
         await pilot.press("escape")
         assert isinstance(screen.focused, UnitTable) and message(screen) == idle
+
+
+def test_range_checks_follow_the_declared_range():
+    def failures(allowed, text):
+        return [d for check in range_checks(allowed) for d in check.validate(text).failure_descriptions]
+
+    half_open = Range(0, 1, hi_open=True)
+    assert failures(half_open, "0") == [] and failures(half_open, "0.5") == []
+    assert failures(half_open, "1") == ["Must be less than 1"]
+    assert failures(half_open, "-1") == ["Must be greater than or equal to 0."]
+    assert failures(Range(0, 10, lo_open=True), "0") == ["Must be greater than 0"]
+    assert failures(Range(0, 10, lo_open=True), "11") == ["Must be less than or equal to 10."]
+    assert "valid number" in failures(None, "abc")[0]

@@ -16,15 +16,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.validation import Function, Number
 from textual.widgets import DataTable, Header, Static
 
 from ...engine.catalog import experiment_from_dict, save_experiment
-from ...engine.experiment import Experiment, UnitMode
+from ...engine.experiment import SETTINGS, Experiment, UnitMode
 from ...engine.models import ModelInfo, describe
 from ...errors import FtuiError
 from ...formatting import param_count
 from ..footer import SteadyFooter
+from ..widgets.edit_field import range_checks
 from ..widgets.settings_form import SettingsForm, shown
 from ..widgets.status_line import Notice, StatusLine
 from ..widgets.unit_table import UnitTable, lr_text
@@ -36,13 +36,6 @@ _TABLE_ACTIONS = {"toggle", "edit_lr", "all_trainable", "head_only", "reset", "s
 _HINT = "space trains or freezes a unit · enter sets its learning rate · tab: settings"
 # What space makes of a unit's mode.
 _NEXT_MODE = {UnitMode.TRAIN: UnitMode.FROZEN, UnitMode.FROZEN: UnitMode.TRAIN}
-
-
-def _positive(value: str) -> bool:
-    try:
-        return float(value) > 0
-    except ValueError:
-        return False
 
 
 class LeaveEditorScreen(ConfirmScreen):
@@ -191,7 +184,7 @@ class EditorScreen(Screen):
         def check(value: str, failure: str | None) -> str | None:
             return f"{value or 'empty'}: {failure}; {unit} keeps learning rate {lr_text(old)}" if failure else None
 
-        checks = [Number(maximum=10), Function(_positive, "Must be greater than 0")]
+        checks = range_checks(SETTINGS["lr"].range)  # a unit's rate is allowed what the base rate is
         prompt = PromptScreen(f"learning rate of {unit}:", lr_text(old), check, "number", checks)
         self.app.push_screen(prompt, lambda value: self._set_lr(unit, value))
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from textual import events
-from textual.validation import ValidationResult
+from textual.validation import Function, Number, ValidationResult, Validator
 from textual.widgets import Input
+
+from ...engine.schema import Range
 
 
 class EditField(Input):
@@ -37,3 +39,24 @@ def first_failure(result: ValidationResult | None) -> str | None:
 def mark_invalid(field: Input) -> None:
     # Refused by the catalog's checks, which the Input's own validators do not know.
     field.remove_class("-valid").add_class("-invalid")
+
+
+def range_checks(allowed: Range | None) -> list[Validator]:
+    """An Input's validators for a declared range (a number, within the bounds), each failure worded on its own."""
+    if allowed is None:
+        return [Number()]
+    closed_hi = allowed.hi if allowed.hi is not None and not allowed.hi_open else None
+    checks: list[Validator] = [Number(minimum=None if allowed.lo_open else allowed.lo, maximum=closed_hi)]
+    if allowed.lo_open:
+        checks.append(Function(lambda v: _number(v) > allowed.lo, f"Must be greater than {allowed.lo}"))
+    if allowed.hi is not None and allowed.hi_open:
+        hi = allowed.hi
+        checks.append(Function(lambda v: _number(v) < hi, f"Must be less than {hi}"))
+    return checks
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")  # compares false either way: the Number check says what is wrong
