@@ -85,10 +85,9 @@ def _typed(kind: Kind, value: object) -> object:
     """value as the kind declares it (an int is a fine float; a bool is not a number)."""
     if value is None and kind.optional:
         return None
-    if kind.base is bool and isinstance(value, bool):
-        return value
-    if isinstance(value, bool):
-        pass  # true is not 1 here
+    if isinstance(value, bool):  # checked first: a bool is an int to Python, never a number here
+        if kind.base is bool:
+            return value
     elif kind.base is float and isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise Invalid("expected a finite number")
