@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from ftui.engine import catalog as catalog_module
 from ftui.engine.catalog import experiment_from_dict, load_catalog, save_experiment
 from ftui.errors import CatalogError
 
@@ -321,7 +320,7 @@ def test_save_failing_midway_leaves_the_file_untouched(copy, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(catalog_module.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)  # the atomic writer's rename
     exp = dataclasses.replace(load_catalog(copy).get("resnet18-fft"), name="fresh")
     with pytest.raises(CatalogError, match=r"Cannot write .*disk full"):
         save_experiment(copy, exp)

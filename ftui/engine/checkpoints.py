@@ -31,9 +31,9 @@ from torch import nn
 from .. import __version__
 from ..errors import CheckpointError, FtuiError
 from .atomic import atomic_write
-from .catalog import experiment_from_dict
 from .experiment import Experiment
 from .models import build_model, describe, expected_shapes, unit_of
+from .validation import experiment_from_dict
 from .weights import mismatch_report, shape_mismatch, state_fits
 
 FORMAT = "ftui-checkpoint/1"

@@ -19,10 +19,10 @@ import torch
 import torchvision
 
 from ..errors import FtuiError
-from .catalog import experiment_from_dict
 from .checkpoints import load_tensors, read_checkpoint
 from .experiment import WEIGHTS_NONE
 from .models import describe, unit_of
+from .validation import experiment_from_dict
 from .weights import load_weights_state
 
 

@@ -9,7 +9,11 @@ TUI edits them with ``dataclasses.replace``.
 from __future__ import annotations
 
 import dataclasses
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from .schema import Pattern, Range, Setting, declare, setting, settings_of
 
 # Per-channel statistics used to normalise inputs. The report (§3.4) uses
 # CIFAR-10's own statistics for every model, including the ImageNet ones.
@@ -28,40 +32,115 @@ PRECISIONS = ("auto", "bf16", "float32")
 WEIGHTS_NONE = "none"
 
 
+class UnitMode(enum.StrEnum):
+    """What a layer unit does in a run: a value, not a flag, so that more than two modes can exist."""
+
+    TRAIN = "train"  # its parameters are handed to the optimizer
+    FROZEN = "frozen"  # requires_grad=False, never in the optimizer
+
+
+_NAME = Pattern(
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+    "not a valid name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit "
+    "(it becomes the run's folder name)",
+)
+_DEVICE = Pattern(r"auto|cpu|mps|cuda(:\d+)?", "allowed: auto, cpu, mps, cuda or cuda:N")
+
+
 @dataclass(frozen=True)
 class Experiment:
-    name: str
-    description: str = ""
-    reference_acc: float | None = None  # the report's test accuracy, percent
-    model: str = "resnet18"  # any torchvision classification model name
-    weights: str = "DEFAULT"  # torchvision weights name, "none", or a file path
-    dataset: str = "cifar10-sample"
-    data_dir: str = ""  # "" means the dataset's default location
-    input_size: int = 32  # images are resized to this square size on the device
-    cifar_stem: bool = False  # ResNet: 3x3 stride-1 conv1, no maxpool
-    trainable: tuple[str, ...] = ()  # layer unit names that train
-    lr: float = 0.01  # base learning rate of every trainable unit
-    unit_lr: dict[str, float] = field(default_factory=dict)  # per-unit overrides
-    optimizer: str = "sgd"
-    momentum: float = 0.9  # SGD momentum; Adam's beta1
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    scheduler: str = "cosine"  # per-step cosine to zero over all epochs, or constant
-    warmup_epochs: float = 0.0  # linear warm-up before the schedule
-    epochs: int = 10
-    batch_size: int = 128
-    crop_padding: int = 4  # random crop with this zero padding, in stored pixels
-    flip: bool = True  # random horizontal flip
-    rotation: float = 0.0  # random rotation up to +/- this many degrees
-    normalize: str = "cifar10"  # key of NORMALIZATIONS
-    label_smoothing: float = 0.0
-    frozen_bn: str = "update"  # BatchNorm running stats of frozen units
-    seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    max_steps_per_epoch: int = 0  # 0: the whole training set every epoch
-    max_test_images: int = 0  # 0: the whole test set
-    compile: bool = False  # torch.compile the model: faster steps after a one-off compile at the start
-    precision: str = "auto"  # a key of PRECISIONS
+    # Each setting once: type, default, what is allowed, one line of help (README's key table is made of these).
+    name: str = field(
+        metadata=declare("names the run folders", pattern=_NAME, values="letters, digits, `.`, `_`, `-` (≤ 64)")
+    )
+    description: str = setting("", "one line shown in lists")
+    reference_acc: float | None = setting(
+        None, "the report's test accuracy (percent), for comparison", range=Range(0, 100)
+    )
+    model: str = setting(
+        "resnet18", "any torchvision classification model", values="`resnet18`, `vgg16`, `vit_b_16`, …"
+    )
+    weights: str = setting(
+        "DEFAULT",
+        "torchvision's pretrained weights, random init, or a local `.safetensors`/`.pth` "
+        "(relative to the catalog's folder)",
+        values=f"`DEFAULT`, `IMAGENET1K_V1`, …, `{WEIGHTS_NONE}`, or a file path",
+    )
+    dataset: str = setting("cifar10-sample", "see Data below", choices=DATASETS)
+    data_dir: str = setting(
+        "",
+        "where `cifar10` is downloaded, or the `imagefolder` root (empty: the dataset's default place)",
+        values="path",
+    )
+    input_size: int = setting(
+        32, "images are resized to this square size on the device (ViT_B_16: 224)", range=Range(8, 1024), label="input"
+    )
+    cifar_stem: bool = setting(False, "ResNet: 3×3 stride-1 `conv1`, no maxpool (the report's §3.1 change)")
+    trainable: tuple[str, ...] = setting(
+        (),
+        "the layer units that train; the rest are frozen",
+        values='`"all"` or a list of layer units',
+        catalog_default="all",  # unit names depend on the model; an entry that does not say trains every unit
+    )
+    lr: float = setting(
+        0.01, "base learning rate of every trainable unit", range=Range(0, 10, lo_open=True), label="base lr"
+    )
+    unit_lr: dict[str, float] = field(
+        default_factory=dict,
+        metadata=declare("per-unit learning rates; the schedule keeps their ratios", values="`{ unit = lr, … }`"),
+    )
+    optimizer: str = setting("sgd", "the optimizer", choices=OPTIMIZERS)
+    momentum: float = setting(0.9, "SGD momentum; Adam's β1", range=Range(0, 1, hi_open=True))
+    nesterov: bool = setting(False, "Nesterov momentum, SGD only")
+    weight_decay: float = setting(5e-4, "decoupled for AdamW, L2 for SGD and Adam", range=Range(0, 1))
+    scheduler: str = setting(
+        "cosine", "cosine decays every unit's LR to 0 over all epochs, per step", choices=SCHEDULERS
+    )
+    warmup_epochs: float = setting(0.0, "linear warm-up before the schedule", range=Range(0))
+    epochs: int = setting(10, "passes over the training set", range=Range(1, 10000))
+    batch_size: int = setting(128, "images per step", range=Range(1, 65536), label="batch")
+    crop_padding: int = setting(4, "random crop with this zero padding, in stored pixels", range=Range(0, 64))
+    flip: bool = setting(True, "random horizontal flip")
+    rotation: float = setting(0.0, "random rotation up to ± this many degrees", range=Range(0, 180))
+    normalize: str = setting(
+        "cifar10", "per-channel mean/std (the report uses CIFAR-10's)", choices=tuple(NORMALIZATIONS)
+    )
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy loss", range=Range(0, 1, hi_open=True))
+    frozen_bn: str = setting(
+        "update",
+        "whether BatchNorm running statistics of frozen units keep updating (the report's runs let them)",
+        choices=FROZEN_BN,
+    )
+    seed: int = setting(
+        0, "seeds initialisation, data order and augmentation", range=Range(0, 2**63 - 1), values="integer ≥ 0"
+    )
+    device: str = setting(
+        "auto", "`auto` picks CUDA when present", pattern=_DEVICE, values="`auto`, `cpu`, `cuda`, `cuda:N`, `mps`"
+    )
+    max_steps_per_epoch: int = setting(
+        0, "0 = the whole training set each epoch; smaller for smoke runs", range=Range(0)
+    )
+    max_test_images: int = setting(0, "0 = the whole test set", range=Range(0))
+    compile: bool = setting(
+        False,
+        "`torch.compile` the model: faster steps after a one-off compile when the run starts "
+        "(BENCHMARKS.md has the measured effect)",
+    )
+    precision: str = setting(
+        "auto",
+        "`auto`: bf16 autocast on CUDA, float32 elsewhere; `bf16`: also on CPUs that compute bf16 natively; "
+        "`float32`: never bf16 (see below)",
+        choices=PRECISIONS,
+    )
+
+    def mode_of(self, unit: str) -> UnitMode:
+        return UnitMode.TRAIN if unit in self.trainable else UnitMode.FROZEN
+
+    def with_modes(self, modes: dict[str, UnitMode], order: Iterable[str]) -> Experiment:
+        """The experiment with these units' modes changed (others keep theirs); order is the model's unit order."""
+        wanted = {u for u in order if modes.get(u, self.mode_of(u)) is UnitMode.TRAIN}
+        # Kept in the model's order, so the experiment compares equal to a catalog entry.
+        return dataclasses.replace(self, trainable=tuple(u for u in order if u in wanted))
 
     def lr_for(self, unit: str) -> float:
         return self.unit_lr.get(unit, self.lr)
@@ -74,4 +153,5 @@ class Experiment:
         return d
 
 
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Experiment))
+SETTINGS: dict[str, Setting] = settings_of(Experiment)
+FIELD_NAMES = tuple(SETTINGS)

@@ -31,7 +31,6 @@ from torch import nn
 from ..errors import FtuiError, RunError
 from . import events as ev
 from .augment import Augment
-from .catalog import experiment_from_dict
 from .checkpoints import (
     cpu_state,
     load_checkpoint_model,
@@ -79,6 +78,7 @@ from .runs import (
     remove_stale_temporaries,
 )
 from .stop import stop_reason
+from .validation import experiment_from_dict
 
 REPORT_INTERVAL = 0.25  # seconds between step reports (and host syncs)
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from textual.events import Key
 from textual.widgets import Input, Select
 
 from ftui.engine.catalog import load_catalog
+from ftui.engine.experiment import SETTINGS
+from ftui.engine.schema import Range
 from ftui.tui.screens.confirm import ConfirmScreen
 from ftui.tui.screens.editor import EditorScreen, UnitTable
+from ftui.tui.screens.prompt import PromptScreen
+from ftui.tui.widgets.edit_field import range_checks
+from ftui.tui.widgets.settings_form import ROWS
 
 RESNET_UNITS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 
@@ -28,6 +34,11 @@ def message(screen: EditorScreen) -> str:
     return str(screen.query_one("#message").render())
 
 
+def prompt_message(app) -> str:
+    """The open question's own message line (a refused answer says why there)."""
+    return str(app.screen.query_one("#prompt-message").render())
+
+
 async def test_space_toggles_a_unit_and_the_totals(app):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_editor(app, pilot)
@@ -36,7 +47,8 @@ async def test_space_toggles_a_unit_and_the_totals(app):
         await pilot.press("down", "down", "down", "down", "down", "space")  # layer4
         assert "layer4" not in screen.experiment.trainable
         assert str(screen.query_one("#totals").render()) == "trainable 2.78M of 11.17M parameters (24.9%)"
-        assert str(screen.query_one(UnitTable).get_row("layer4")[0]) == "[ ]"
+        assert str(screen.query_one(UnitTable).get_row("layer4")[0]) == "frozen"  # a mode, shown as a word
+        assert str(screen.query_one(UnitTable).get_row("layer3")[0]) == "train"
         await pilot.press("space")
         assert screen.experiment.trainable == RESNET_UNITS
 
@@ -66,11 +78,12 @@ async def test_editing_a_learning_rate(app):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_editor(app, pilot)
         await pilot.press("end", "enter")  # fc
-        field = screen.query_one("#prompt-input", Input)
-        assert screen.focused is field and field.value == "0.05"
+        assert isinstance(app.screen, PromptScreen)
+        field = app.screen.query_one("#prompt-input", Input)
+        assert app.screen.focused is field and field.value == "0.05"
         await type_into(pilot, "0.002")
         assert screen.experiment.unit_lr == {"fc": 0.002}
-        assert isinstance(screen.focused, UnitTable) and not screen.query_one("#prompt").display
+        assert app.screen is screen and isinstance(screen.focused, UnitTable)
         assert str(screen.query_one(UnitTable).get_row("fc")[3]) == "0.002"
 
 
@@ -78,7 +91,7 @@ async def test_a_bad_learning_rate_is_refused_in_place(app):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_editor(app, pilot)
         await pilot.press("e")  # conv1
-        field = screen.query_one("#prompt-input", Input)
+        field = app.screen.query_one("#prompt-input", Input)
         for bad, why in (
             ("abc", "valid number"),
             ("-1", "greater than 0"),
@@ -86,12 +99,11 @@ async def test_a_bad_learning_rate_is_refused_in_place(app):
             ("11", "less than or equal to 10"),
         ):
             await type_into(pilot, bad)
-            assert why in message(screen) and "keeps learning rate 0.05" in message(screen)
-            assert screen.focused is field and field.has_class("-invalid")
+            assert why in prompt_message(app) and "keeps learning rate 0.05" in prompt_message(app)
+            assert app.screen.focused is field and field.has_class("-invalid")
             assert screen.experiment.unit_lr == {}
         await pilot.press("escape")
-        assert isinstance(screen.focused, UnitTable) and not screen.query_one("#prompt").display
-        assert isinstance(app.screen, EditorScreen)
+        assert app.screen is screen and isinstance(screen.focused, UnitTable)
 
 
 async def test_settings_change_the_experiment_or_are_refused(app):
@@ -131,10 +143,10 @@ async def test_save_as_a_new_catalog_entry_keeps_comments(app, tui_catalog):
         await pilot.press("h", "end", "e")
         await type_into(pilot, "0.002")
         await pilot.press("s")
-        assert screen.query_one("#prompt-input", Input).value == "tiny-2"
+        assert app.screen.query_one("#prompt-input", Input).value == "tiny-2"
         before = tui_catalog.read_text()
         await type_into(pilot, "bad name!")
-        assert "Not saved" in message(screen) and "not a valid name" in message(screen)
+        assert "Not saved" in prompt_message(app) and "not a valid name" in prompt_message(app)
         assert tui_catalog.read_text() == before
         await type_into(pilot, "tiny-head")
         assert screen.experiment.name == "tiny-head" and screen.original == screen.experiment
@@ -174,3 +186,114 @@ def test_editor_snapshot(app, snap_compare):
         await open_editor(pilot.app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_it, press=["down", "down", "space", "end"])
+
+
+def shown_rows(table: UnitTable) -> list[str]:
+    """The table's lines as the terminal shows them (a cell too narrow for its text is cut short)."""
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+async def test_small_learning_rates_are_shown_in_full(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("end", "e")  # fc
+        await type_into(pilot, "1e-4")
+        lr_field = screen.query_one("#set-lr", Input)
+        lr_field.focus()
+        await type_into(pilot, "1e-3")
+        assert screen.experiment.lr == 1e-3 and screen.experiment.unit_lr == {"fc": 1e-4}
+        rows = shown_rows(screen.query_one(UnitTable))
+        assert [r.split()[-1] for r in rows if r.split()[1:2] in (["conv1"], ["fc"])] == ["0.001", "0.0001"]
+
+
+async def until(pilot, condition) -> bool:
+    """Lets the app work until condition() holds; False if it went idle many times without."""
+    for _ in range(50):
+        if condition():
+            return True
+        await pilot.pause()
+    return condition()
+
+
+async def test_keys_in_one_batch_are_applied_in_order(app):
+    # A terminal delivers keys typed quickly in one read; Textual queues them all at once,
+    # where pilot.press waits for the app between keys.
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        epochs = screen.query_one("#set-epochs", Input)
+        epochs.focus()
+        await pilot.pause()
+        for key, character in (("ctrl+u", None), ("5", "5"), ("0", "0")):
+            app.post_message(Key(key, character))
+        assert await until(pilot, lambda: epochs.value == "50"), epochs.value
+        for key, character in (("ctrl+u", None), ("7", "7"), ("enter", None)):
+            app.post_message(Key(key, character))
+        assert await until(pilot, lambda: screen.experiment.epochs == 7), epochs.value
+
+
+async def test_enter_in_the_leave_dialog_keeps_the_edits(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("h", "escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # the default button is the safe one
+        assert app.screen is screen and screen.experiment.trainable == ("fc",)
+
+
+async def test_a_click_outside_a_question_cancels_it(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("e", "ctrl+u", "1")
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.click(offset=(0, 0))
+        assert app.screen is screen and screen.experiment.unit_lr == {}
+
+
+async def test_a_weights_file_is_asked_for_in_a_question(app, tui_catalog):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        weights = screen.query_one("#set-weights", Select)
+        weights.value = "<file>"  # the list's "a file..." entry
+        await pilot.pause()
+        assert isinstance(app.screen, PromptScreen) and weights.value == "none"
+        await type_into(pilot, "w.safetensors")
+        assert app.screen is screen
+        assert screen.experiment.weights == weights.value == str(tui_catalog.parent / "w.safetensors")
+        assert message(screen) == f"weights = {tui_catalog.parent / 'w.safetensors'}"
+
+
+async def test_the_settings_form_is_built_from_the_schema(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        for key in (k for row in ROWS for k in row):
+            setting, widget = SETTINGS[key], screen.query_one(f"#set-{key}")
+            if setting.choices:
+                assert isinstance(widget, Select) and [v for _, v in widget._options] == list(setting.choices)
+            elif setting.kind.base in (int, float):
+                assert isinstance(widget, Input)
+                assert widget.type == ("integer" if setting.kind.base is int else "number")
+        labels = [str(label.render()) for label in screen.query("#settings Label")]
+        assert {"batch", "input", "base lr"} <= set(labels)
+
+
+async def test_a_field_says_its_keys_until_the_focus_goes_back_to_the_units(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        idle = message(screen)
+        await pilot.press("tab")
+        assert isinstance(screen.focused, Input) and "escape drops the change" in message(screen)
+        await pilot.press("escape")
+        assert isinstance(screen.focused, UnitTable) and message(screen) == idle
+
+
+def test_range_checks_follow_the_declared_range():
+    def failures(allowed, text):
+        return [d for check in range_checks(allowed) for d in check.validate(text).failure_descriptions]
+
+    half_open = Range(0, 1, hi_open=True)
+    assert failures(half_open, "0") == [] and failures(half_open, "0.5") == []
+    assert failures(half_open, "1") == ["Must be less than 1"]
+    assert failures(half_open, "-1") == ["Must be greater than or equal to 0."]
+    assert failures(Range(0, 10, lo_open=True), "0") == ["Must be greater than 0"]
+    assert failures(Range(0, 10, lo_open=True), "11") == ["Must be less than or equal to 10."]
+    assert "valid number" in failures(None, "abc")[0]

@@ -1,4 +1,10 @@
-"""The experiment editor: which layer units train and at what learning rate, plus the run's settings."""
+"""The experiment editor: which layer units train and at what learning rate, plus the run's settings.
+
+The screen holds the experiment being edited and the keys; its parts are widgets that post messages
+(UnitTable, SettingsForm, StatusLine, in tui/widgets/) and its questions are modal screens
+(PromptScreen for a learning rate, a weights file or a name to save as; a ConfirmScreen before
+dropping edits) that dismiss with their answer.
+"""
 
 from __future__ import annotations
 
@@ -8,75 +14,34 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.events import Click, DescendantFocus
-from textual.message import Message
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.validation import Function, Number, ValidationResult
-from textual.widget import Widget
-from textual.widgets import DataTable, Header, Input, Label, Select, Static
+from textual.widgets import DataTable, Header, Static
 
 from ...engine.catalog import experiment_from_dict, save_experiment
-from ...engine.experiment import OPTIMIZERS, PRECISIONS, SCHEDULERS, WEIGHTS_NONE, Experiment
-from ...engine.models import LayerUnit, ModelInfo, describe
-from ...engine.weights import is_local_weights, weight_names
+from ...engine.experiment import SETTINGS, Experiment, UnitMode
+from ...engine.models import ModelInfo, describe
 from ...errors import FtuiError
 from ...formatting import param_count
 from ..footer import SteadyFooter
+from ..widgets.edit_field import range_checks
+from ..widgets.settings_form import SettingsForm, shown
+from ..widgets.status_line import Notice, StatusLine
+from ..widgets.unit_table import UnitTable, lr_text
 from .confirm import ConfirmScreen
+from .prompt import PromptScreen
 
-# (experiment field, label, Input type); the catalog's own checks decide what is in range.
-_NUMBER_SETTINGS = (
-    ("epochs", "epochs", "integer"),
-    ("batch_size", "batch", "integer"),
-    ("input_size", "input", "integer"),
-    ("lr", "base lr", "number"),
-)
-_CHOICE_SETTINGS = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
-_PRECISION_HELP = "auto: bf16 on CUDA · bf16: also on bf16-capable CPUs"
-_DEVICES = ("auto", "cpu", "cuda")
-_PICK_FILE = "<file>"  # the weights Select's "a file..." entry, never a real weights value
 # Single-letter keys reach the screen only from the table: a focused Input eats them.
 _TABLE_ACTIONS = {"toggle", "edit_lr", "all_trainable", "head_only", "reset", "save"}
 _HINT = "space trains or freezes a unit · enter sets its learning rate · tab: settings"
+# What space makes of a unit's mode.
+_NEXT_MODE = {UnitMode.TRAIN: UnitMode.FROZEN, UnitMode.FROZEN: UnitMode.TRAIN}
 
 
-def _positive(value: str) -> bool:
-    try:
-        return float(value) > 0
-    except ValueError:
-        return False
+class LeaveEditorScreen(ConfirmScreen):
+    """Leaving drops the edits: enter answers the safe way, staying."""
 
-
-def _first_failure(result: ValidationResult | None) -> str | None:
-    if result is None or result.is_valid:
-        return None
-    text = result.failure_descriptions[0] if result.failure_descriptions else "invalid"
-    return text[:1].lower() + text[1:].rstrip(".")
-
-
-def _mark_invalid(field: Input) -> None:
-    # Refused by the catalog's checks, which the Input's own validators do not know.
-    field.remove_class("-valid").add_class("-invalid")
-
-
-class UnitTable(DataTable):
-    """The units; a click on a row's [x] box toggles it (a row cursor cannot tell columns apart)."""
-
-    # DataTable's home/end scroll sideways; in a list of units they mean the first and last unit.
-    BINDINGS = [Binding("home", "scroll_top", show=False), Binding("end", "scroll_bottom", show=False)]
-
-    class Toggle(Message):
-        def __init__(self, row: int) -> None:
-            super().__init__()
-            self.row = row
-
-    def on_click(self, event: Click) -> None:
-        meta = event.style.meta
-        if meta.get("column") == 0 and meta.get("row", -1) >= 0:
-            event.prevent_default()  # DataTable's own click would also open the LR editor
-            self.move_cursor(row=meta["row"])
-            self.post_message(self.Toggle(meta["row"]))
+    AUTO_FOCUS = "#no"
 
 
 class EditorScreen(Screen):
@@ -85,21 +50,6 @@ class EditorScreen(Screen):
     EditorScreen #model { width: 1fr; }
     EditorScreen #totals { width: auto; text-style: bold; }
     EditorScreen #units { height: 1fr; }
-    EditorScreen #prompt { height: 1; display: none; padding: 0 1; background: $boost; }
-    EditorScreen #prompt Label { width: auto; padding-right: 1; text-style: bold; }
-    EditorScreen #prompt Input { width: 1fr; }
-    EditorScreen #message { height: auto; max-height: 5; padding: 0 1; color: $text-muted; }
-    EditorScreen #message.-error { color: $text-error; }
-    EditorScreen #settings { height: auto; border-top: solid $primary 50%; border-title-color: $text-muted; }
-    EditorScreen #settings Horizontal { height: 1; }
-    EditorScreen #settings Label { width: auto; margin: 0 1 0 1; color: $text-muted; }
-    EditorScreen #settings Input { width: 8; }
-    EditorScreen #settings #set-lr { width: 10; }
-    EditorScreen #set-device { width: 10; }
-    EditorScreen #set-weights { width: 1fr; }
-    EditorScreen #set-optimizer { width: 9; }
-    EditorScreen #set-scheduler { width: 12; }
-    EditorScreen #set-precision { width: 11; }
     """
     BINDINGS = [
         Binding("space", "toggle", "Toggle"),
@@ -119,12 +69,6 @@ class EditorScreen(Screen):
         self.original = exp  # the catalog entry "r" returns to
         self._exp = exp
         self.info: ModelInfo = describe(exp.model, exp.cifar_stem)
-        self.message = ""
-        self._hinting = False  # the message only says which keys work in the focused field
-        self._hinted: Widget | None = None  # the field whose keys it says
-        self._mode: str | None = None  # what the prompt line is asking for: lr, weights or name
-        self._prompt_unit = ""
-        self._options: dict[str, list[tuple[str, str]]] = {}  # each Select's options, to rebuild only on change
 
     @property
     def experiment(self) -> Experiment:
@@ -137,58 +81,17 @@ class EditorScreen(Screen):
         with Horizontal(id="summary"):
             yield Static(id="model")
             yield Static(id="totals")
-        yield UnitTable(id="units", cursor_type="row")
-        with Horizontal(id="prompt"):
-            yield Label(id="prompt-label", markup=False)
-            yield Input(id="prompt-input", compact=True)
-        yield Static(id="message")
-        with Vertical(id="settings"):
-            with Horizontal():
-                for key, label, kind in _NUMBER_SETTINGS:
-                    yield Label(label)
-                    yield Input(self._shown(key), type=kind, id=f"set-{key}", classes="setting", compact=True)
-                yield Label("device")
-                yield self._select("device", self._device_options())
-            with Horizontal():
-                yield Label("weights")
-                yield self._select("weights", self._weights_options())
-                for key, choices in _CHOICE_SETTINGS.items():
-                    yield Label(key)
-                    yield self._select(key, [(c, c) for c in choices])
-            with Horizontal():
-                yield Label("precision")
-                yield self._select("precision", [(c, c) for c in PRECISIONS])
-                yield Label(_PRECISION_HELP, id="precision-help", markup=False)
+        yield UnitTable(self.info, id="units")
+        yield StatusLine(_HINT, id="message")
+        yield SettingsForm(self._exp, self.original, id="settings")
         # The palette (ctrl+p) stays reachable; its footer entry would push "esc Back" off an 80-column screen.
         yield SteadyFooter(compact=True, show_command_palette=False)
 
-    def _select(self, key: str, options: list[tuple[str, str]]) -> Select:
-        self._options[key] = options
-        return Select(options, value=getattr(self._exp, key), allow_blank=False, compact=True, id=f"set-{key}")
-
     def on_mount(self) -> None:
-        self.query_one("#settings").border_title = "settings (tab)"
-        table = self.query_one(UnitTable)
-        table.add_column("trains", key="trains")
-        table.add_column("unit", key="unit")
-        table.add_column(Text("parameters", justify="right"), key="params")
-        table.add_column("lr", key="lr")
-        for unit in self.info.units:
-            table.add_row(*self._cells(unit), key=unit.name)
-        table.focus()
+        self.query_one(UnitTable).focus()
         self._refresh()
 
     # -- what is shown --------------------------------------------------------
-
-    def _cells(self, unit: LayerUnit) -> tuple[Text, Text, Text, Text]:
-        trains = unit.name in self._exp.trainable
-        box = Text("[x]", style="bold green") if trains else Text("[ ]", style="dim")
-        name = Text(unit.name)
-        if unit.name == self.info.head_unit:
-            name.append(" head", style="dim italic")
-        own = unit.name in self._exp.unit_lr
-        lr = Text(f"{self._exp.lr_for(unit.name):g}", style=("bold" if own else "") + ("" if trains else " dim"))
-        return box, name, Text(param_count(unit.params), justify="right"), lr
 
     def totals_text(self) -> str:
         total = self.info.total_params
@@ -196,48 +99,23 @@ class EditorScreen(Screen):
         return f"trainable {param_count(trainable)} of {param_count(total)} parameters ({100 * trainable / total:.1f}%)"
 
     def _refresh(self) -> None:
-        table = self.query_one(UnitTable)
-        for unit in self.info.units:
-            box, _, _, lr = self._cells(unit)
-            table.update_cell(unit.name, "trains", box)
-            table.update_cell(unit.name, "lr", lr)
+        self.query_one(UnitTable).show(self._exp)
+        self.query_one(SettingsForm).exp = self._exp  # what a refused value is put back to
         exp, edited = self._exp, self._exp != self.original
         model = Text.assemble((exp.model, "bold"), " · CIFAR stem" * exp.cifar_stem)
         self.query_one("#model", Static).update(model)
         self.query_one("#totals", Static).update(self.totals_text())
         self.sub_title = f"edit {exp.name}" + (" (edited)" if edited else "")
-        if not self.message:
-            self.query_one("#message", Static).update(Text(_HINT))
 
-    def _say(self, text: str, error: bool = False, hint: bool = False) -> None:
-        self.message, self._hinting = text, hint
-        widget = self.query_one("#message", Static)
-        widget.update(Text(text or _HINT))
-        widget.set_class(error, "-error")
+    def _say(self, text: str, error: bool = False) -> None:
+        self.query_one(StatusLine).say(text, error)
 
-    def _shown(self, key: str) -> str:
-        value = getattr(self._exp, key)
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    def _weights_options(self) -> list[tuple[str, str]]:
-        names = [WEIGHTS_NONE, *weight_names(self._exp.model)]
-        files = {w for w in (self.original.weights, self._exp.weights) if is_local_weights(w)}
-        return [(n, n) for n in names] + [(f, f) for f in sorted(files)] + [("a file...", _PICK_FILE)]
-
-    def _device_options(self) -> list[tuple[str, str]]:
-        extra = {d for d in (self.original.device, self._exp.device) if d not in _DEVICES}
-        return [(d, d) for d in (*_DEVICES, *sorted(extra))]
+    @on(Notice)
+    def _notice(self, notice: Notice) -> None:
+        self.query_one(StatusLine).take(notice)
 
     def _sync_settings(self) -> None:
-        """Put the experiment's values back into the settings widgets (after reset, save or a refusal)."""
-        for key, _, _ in _NUMBER_SETTINGS:
-            self.query_one(f"#set-{key}", Input).value = self._shown(key)
-        for key, options in (("weights", self._weights_options()), ("device", self._device_options())):
-            if options != self._options.get(key):
-                self._options[key] = options
-                self.query_one(f"#set-{key}", Select).set_options(options)
-        for key in ("weights", "device", "precision", *_CHOICE_SETTINGS):
-            self.query_one(f"#set-{key}", Select).value = getattr(self._exp, key)
+        self.query_one(SettingsForm).show(self._exp, self.original)
 
     # -- keys -----------------------------------------------------------------
 
@@ -246,33 +124,29 @@ class EditorScreen(Screen):
             return self.focused is None or isinstance(self.focused, UnitTable)
         return True
 
-    def _cursor_unit(self) -> str:
-        return self.info.units[self.query_one(UnitTable).cursor_row].name
-
-    def _set_trainable(self, units: set[str]) -> None:
-        # Keep the model's order so the experiment compares equal to a catalog entry.
-        trainable = tuple(u for u in self.info.unit_names if u in units)
-        self._exp = dataclasses.replace(self._exp, trainable=trainable)
+    def _set_modes(self, modes: dict[str, UnitMode]) -> None:
+        self._exp = self._exp.with_modes(modes, self.info.unit_names)
         self._refresh()
 
     def action_toggle(self) -> None:
-        self._toggle(self._cursor_unit())
+        self._cycle(self.query_one(UnitTable).cursor_unit)
 
-    def _toggle(self, unit: str) -> None:
-        self._set_trainable(set(self._exp.trainable) ^ {unit})
-        self._say(f"{unit} {'trains' if unit in self._exp.trainable else 'is frozen'}")
+    @on(UnitTable.ModeClicked)
+    def _mode_clicked(self, event: UnitTable.ModeClicked) -> None:
+        self._cycle(event.unit)
 
-    @on(UnitTable.Toggle)
-    def _toggle_clicked(self, event: UnitTable.Toggle) -> None:
-        self._toggle(self.info.units[event.row].name)
+    def _cycle(self, unit: str) -> None:
+        self._set_modes({unit: _NEXT_MODE[self._exp.mode_of(unit)]})
+        self._say(f"{unit} {'trains' if self._exp.mode_of(unit) is UnitMode.TRAIN else 'is frozen'}")
 
     def action_all_trainable(self) -> None:
-        self._set_trainable(set(self.info.unit_names))
+        self._set_modes(dict.fromkeys(self.info.unit_names, UnitMode.TRAIN))
         self._say("every unit trains")
 
     def action_head_only(self) -> None:
-        self._set_trainable({self.info.head_unit})
-        self._say(f"only the head ({self.info.head_unit}) trains")
+        head = self.info.head_unit
+        self._set_modes({u: UnitMode.TRAIN if u == head else UnitMode.FROZEN for u in self.info.unit_names})
+        self._say(f"only the head ({head}) trains")
 
     def action_reset(self) -> None:
         self._exp = self.original
@@ -289,105 +163,75 @@ class EditorScreen(Screen):
 
     def action_back(self) -> None:
         if not (self.focused is None or isinstance(self.focused, UnitTable)):
-            self._leave_field()
+            self._sync_settings()  # escape from a field drops what was typed there
+            self.query_one(UnitTable).focus()
         elif self._exp != self.original:
             question = f"Leave the editor and drop your edits to {self._exp.name}? (s saves them as a new entry)"
-            self.app.push_screen(
-                ConfirmScreen(question, "Drop edits", "Stay"), lambda ok: self.app.pop_screen() if ok else None
-            )
+            self.app.push_screen(LeaveEditorScreen(question, "Drop edits", "Stay"), self._leave)
         else:
             self.app.pop_screen()
 
-    def _leave_field(self) -> None:
-        """Escape from a field: drop what was typed there and go back to the table."""
-        if self._mode:
-            self._close_prompt()
-        else:
-            self._sync_settings()
-        self.query_one(UnitTable).focus()
+    def _leave(self, drop: bool | None) -> None:
+        if drop:
+            self.app.pop_screen()
 
-    # -- the prompt line: a unit's LR, a weights file, a name to save as --------------
-
-    def _ask(self, mode: str, label: str, value: str, kind: str = "text", validators=()) -> None:
-        self._mode = mode
-        self.query_one("#prompt-label", Label).update(label)
-        field = self.query_one("#prompt-input", Input)
-        field.type, field.validators, field.value = kind, list(validators), value
-        self.query_one("#prompt").display = True
-        field.focus()
-        self._say("enter applies · escape cancels", hint=True)
-
-    def _close_prompt(self) -> None:
-        self._mode = None
-        self.query_one("#prompt").display = False
-        self.query_one(UnitTable).focus()
+    # -- questions: a unit's LR, a weights file, a name to save as ---------------------------
 
     def action_edit_lr(self) -> None:
-        self._prompt_unit = unit = self._cursor_unit()
-        checks = [Number(maximum=10), Function(_positive, "Must be greater than 0")]
-        self._ask("lr", f"learning rate of {unit}:", f"{self._exp.lr_for(unit):g}", "number", checks)
+        unit = self.query_one(UnitTable).cursor_unit
+        old = self._exp.lr_for(unit)
+
+        def check(value: str, failure: str | None) -> str | None:
+            return f"{value or 'empty'}: {failure}; {unit} keeps learning rate {lr_text(old)}" if failure else None
+
+        checks = range_checks(SETTINGS["lr"].range)  # a unit's rate is allowed what the base rate is
+        prompt = PromptScreen(f"learning rate of {unit}:", lr_text(old), check, "number", checks)
+        self.app.push_screen(prompt, lambda value: self._set_lr(unit, value))
 
     @on(DataTable.RowSelected)
     def _row_selected(self) -> None:
         self.action_edit_lr()
 
+    def _set_lr(self, unit: str, value: str | None) -> None:
+        if value is None:
+            return
+        lr, rates = float(value), dict(self._exp.unit_lr)
+        rates[unit] = lr
+        if lr == self._exp.lr:
+            del rates[unit]  # the base rate: no override, so it follows later base-rate changes
+        self._exp = dataclasses.replace(self._exp, unit_lr=rates)
+        self._refresh()
+        self._say(f"{unit} learns at {lr_text(lr)}")
+
+    @on(SettingsForm.PickFile)
+    def _pick_weights_file(self) -> None:
+        def check(value: str, failure: str | None) -> str | None:
+            return self._apply("weights", value.strip())
+
+        prompt = PromptScreen("weights file (.safetensors/.pth):", "", check)
+        self.app.push_screen(prompt, lambda path: self._sync_settings() if path is not None else None)
+
     def action_save(self) -> None:
-        self._ask("name", "save as a new catalog entry named:", self._free_name())
+        prompt = PromptScreen("save as a new catalog entry named:", self._free_name(), self._save)
+        self.app.push_screen(prompt, lambda name: self._saved(name.strip()) if name is not None else None)
 
     def _free_name(self) -> str:
         taken = set(self.app.catalog.names) if self.app.catalog else set()
         base = self._exp.name
         return next(f"{base}-{i}" for i in range(2, 10_000) if f"{base}-{i}" not in taken)
 
-    @on(Input.Submitted, "#prompt-input")
-    def _prompt_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        submit = {"lr": self._submit_lr, "weights": self._submit_weights_file, "name": self._submit_name}
-        if self._mode in submit:
-            submit[self._mode](event)
-
-    @on(Input.Blurred, "#prompt-input")
-    def _prompt_left(self) -> None:
-        # Tab or a click elsewhere abandons the question, as escape does.
-        if self._mode:
-            self._mode = None
-            self.query_one("#prompt").display = False
-
-    def _submit_lr(self, event: Input.Submitted) -> None:
-        unit, old = self._prompt_unit, self._exp.lr_for(self._prompt_unit)
-        failure = _first_failure(event.validation_result)
-        if failure:
-            self._say(f"{event.value or 'empty'}: {failure}; {unit} keeps learning rate {old:g}", error=True)
-            return
-        lr, rates = float(event.value), dict(self._exp.unit_lr)
-        rates[unit] = lr
-        if lr == self._exp.lr:
-            del rates[unit]  # the base rate: no override, so it follows later base-rate changes
-        self._exp = dataclasses.replace(self._exp, unit_lr=rates)
-        self._close_prompt()
-        self._refresh()
-        self._say(f"{unit} learns at {lr:g}")
-
-    def _submit_weights_file(self, event: Input.Submitted) -> None:
-        if self._apply("weights", event.value.strip()):
-            self._close_prompt()
-            self._sync_settings()
-
-    def _submit_name(self, event: Input.Submitted) -> None:
-        exp = dataclasses.replace(self._exp, name=event.value.strip())
+    def _save(self, name: str, failure: str | None) -> str | None:
+        exp = dataclasses.replace(self._exp, name=name.strip())
         try:
             save_experiment(self.app.catalog_path, exp)
         except (FtuiError, OSError) as exc:
-            _mark_invalid(self.query_one("#prompt-input", Input))
-            self._say(f"Not saved: {exc}", error=True)
-            return
-        self._saved(exp.name)
+            return f"Not saved: {exc}"
+        return None
 
     def _saved(self, name: str) -> None:
         self.app.reload_catalog()
         # What the file now says is the entry "r" returns to.
         self.original = self._exp = self.app.catalog.get(name) if self.app.catalog else self._exp
-        self._close_prompt()
         self._sync_settings()
         self._refresh()
         self._say(f"saved as {name} in {self.app.catalog_path}")
@@ -403,58 +247,22 @@ class EditorScreen(Screen):
         exp = experiment_from_dict(data, where="refused", base_dir=self.app.catalog_path.absolute().parent)
         return dataclasses.replace(exp, trainable=self._exp.trainable)
 
-    def _apply(self, key: str, value: object) -> bool:
-        """Rebuild the experiment with one setting changed; a value the catalog would refuse is refused here."""
+    def _apply(self, key: str, value: object) -> str | None:
+        """Rebuild the experiment with one setting changed; a value the catalog would refuse is refused here
+        (the returned reason)."""
         if value == getattr(self._exp, key):
-            return True
+            return None
         try:
             self._exp = self._validated(key, value)
         except FtuiError as exc:
-            self._say(str(exc), error=True)
-            return False
+            return str(exc)
         self._refresh()
-        self._say(f"{key} = {self._shown(key)}")
-        return True
+        self._say(f"{key} = {shown(getattr(self._exp, key))}")
+        return None
 
-    def _apply_input(self, field: Input, validation: ValidationResult | None) -> bool:
-        key = field.id.removeprefix("set-")
-        failure = _first_failure(validation)
-        if failure:
-            self._say(f"refused: {key} = {field.value or 'empty'}: {failure}", error=True)
-            return False
-        value = int(field.value) if field.type == "integer" else float(field.value)
-        return self._apply(key, value)
-
-    @on(Input.Submitted, ".setting")
-    def _setting_submitted(self, event: Input.Submitted) -> None:
-        if not self._apply_input(event.input, event.validation_result):
-            _mark_invalid(event.input)  # keep the text so it can be fixed
-
-    @on(Input.Blurred, ".setting")
-    def _setting_left(self, event: Input.Blurred) -> None:
-        if self.is_attached and not self._apply_input(event.input, event.validation_result):
-            event.input.value = self._shown(event.input.id.removeprefix("set-"))  # never show a value not in use
-
-    def on_descendant_focus(self, event: DescendantFocus) -> None:
-        # The footer hides the letter keys away from the table; say what works in a setting instead,
-        # once per visit: a Select gets focus back from its own list, after its change was reported.
-        if event.widget is self._hinted or event.widget.parent is self._hinted:
-            return
-        self._hinted = event.widget
-        if event.widget.has_class("setting"):
-            self._say("enter or tab applies · escape drops the change and returns to the units", hint=True)
-        elif isinstance(event.widget, Select):
-            self._say("enter opens the list · escape returns to the units", hint=True)
-        elif isinstance(event.widget, UnitTable) and self._hinting:
-            self._say("")
-
-    @on(Select.Changed)
-    def _select_changed(self, event: Select.Changed) -> None:
-        key = event.select.id.removeprefix("set-")
-        if event.value != event.select.value:
-            return  # stale: set_options passed through its first option on the way to the value set after it
-        if event.value == _PICK_FILE:
-            event.select.value = self._exp.weights
-            self._ask("weights", "weights file (.safetensors/.pth):", "")
-        elif not self._apply(key, event.value):
-            event.select.value = getattr(self._exp, key)
+    @on(SettingsForm.Changed)
+    def _setting_changed(self, event: SettingsForm.Changed) -> None:
+        refusal = self._apply(event.key, event.value)
+        if refusal is not None:
+            self._say(refusal, error=True)
+            self.query_one(SettingsForm).refused(event.key, event.leaving)
