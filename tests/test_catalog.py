@@ -282,6 +282,18 @@ def test_save_round_trips_a_different_model_and_local_weights(copy, tmp_path):
     assert written["model"] == "vgg16" and written["cifar_stem"] is False and "trainable" not in written
 
 
+def test_a_catalog_saved_on_windows_loads_and_keeps_its_bom_and_crlf(copy):
+    # Notepad's "UTF-8 with BOM" and CRLF line endings: it must load, and a saved entry must not change the rest.
+    original = b"\xef\xbb\xbf" + copy.read_bytes().replace(b"\n", b"\r\n")
+    copy.write_bytes(original)
+    catalog = load_catalog(copy)
+    assert catalog.names[0] == "quickstart"
+    save_experiment(copy, dataclasses.replace(catalog.get("resnet18-fft"), name="mine", reference_acc=None, lr=0.02))
+    saved = copy.read_bytes()
+    assert saved.startswith(original) and saved.count(b"\n") == saved.count(b"\r\n")
+    assert load_catalog(copy).get("mine").lr == 0.02
+
+
 def test_an_entry_that_does_not_say_trains_every_unit(tmp_path):
     path = write(tmp_path, '[[experiment]]\nname = "a"\n')
     assert load_catalog(path).get("a").trainable == RESNET18_UNITS

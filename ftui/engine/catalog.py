@@ -63,7 +63,8 @@ class Catalog:
 
 def _read_toml(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: editors on Windows save a byte-order mark, which TOML does not allow as a statement.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise CatalogError(f"Catalog file {path} does not exist.") from None
     except UnicodeDecodeError as exc:
@@ -214,16 +215,18 @@ def save_experiment(path: str | Path, exp: Experiment) -> None:
     catalog = load_catalog(path)
     if exp.name in catalog.names:
         raise CatalogError(f"{path} already has an experiment named {exp.name!r}; choose another name.")
-    text = path.read_text(encoding="utf-8")
-    # Appending to the text (not re-dumping a parsed document) keeps the file byte for byte.
-    separator = "" if text.endswith("\n\n") else "\n" if text.endswith("\n") else "\n\n"
-    new_text = text + separator + _render(_entry_for(wanted, catalog.defaults, base_dir))
+    # Appending to the text (not re-dumping a parsed document) keeps the file byte for byte: its
+    # byte-order mark and line endings (read undecoded: read_text would turn CRLF into LF) included.
+    text = path.read_bytes().decode("utf-8")
+    eol = "\r\n" if "\r\n" in text else "\n"
+    separator = "" if text.endswith(eol * 2) else eol if text.endswith(eol) else eol * 2
+    new_text = text + separator + _render(_entry_for(wanted, catalog.defaults, base_dir)).replace("\n", eol)
 
     def reads_back(tmp: Path) -> None:
         if load_catalog(tmp).get(exp.name) != wanted:
             raise CatalogError(f"Experiment {exp.name!r} cannot be written to {path} so that it reads back unchanged.")
 
     try:
-        atomic_write_text(path, new_text, mode=stat.S_IMODE(path.stat().st_mode), check=reads_back)
+        atomic_write_text(path, new_text, newline="", mode=stat.S_IMODE(path.stat().st_mode), check=reads_back)
     except OSError as exc:
         raise CatalogError(f"Cannot write {path}: {exc.strerror or exc}. The file is unchanged.") from exc
