@@ -10,7 +10,13 @@ from textual.widgets import Button, Label
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Dismisses with True (y / the first button) or False (n / Esc)."""
+    """Dismisses with True (y / the first button) or False (n / Esc / Enter).
+
+    Every question ftui asks puts the risky answer (stop, drop, start anyway) first; Enter takes
+    the safe one, so a key pressed out of habit never loses work.
+    """
+
+    AUTO_FOCUS = "#no"
 
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }

@@ -38,12 +38,6 @@ _HINT = "space trains or freezes a unit · enter sets its learning rate · tab: 
 _NEXT_MODE = {UnitMode.TRAIN: UnitMode.FROZEN, UnitMode.FROZEN: UnitMode.TRAIN}
 
 
-class LeaveEditorScreen(ConfirmScreen):
-    """Leaving drops the edits: enter answers the safe way, staying."""
-
-    AUTO_FOCUS = "#no"
-
-
 class EditorScreen(Screen):
     DEFAULT_CSS = """
     EditorScreen #summary { height: 1; padding: 0 1; }
@@ -167,7 +161,7 @@ class EditorScreen(Screen):
             self.query_one(UnitTable).focus()
         elif self._exp != self.original:
             question = f"Leave the editor and drop your edits to {self._exp.name}? (s saves them as a new entry)"
-            self.app.push_screen(LeaveEditorScreen(question, "Drop edits", "Stay"), self._leave)
+            self.app.push_screen(ConfirmScreen(question, "Drop edits", "Stay"), self._leave)
         else:
             self.app.pop_screen()
 
