@@ -121,41 +121,50 @@ device = "cpu"
 input_size = 16
 cifar_stem = true
 batch_size = 8
-epochs = 200
+epochs = {epochs}
 max_steps_per_epoch = 2
 max_test_images = 32
 """
 
 
 @pytest.fixture
-def long_terminal(tmp_path):
+def terminal_with_a_run(tmp_path):
+    """ftui in tmux (80x24) with a run launched and one epoch saved; the shell stays to show what ftui left."""
     if subprocess.run(["which", "tmux"], capture_output=True).returncode:
         pytest.skip("needs tmux")
-    (tmp_path / "experiments.toml").write_text(LONG)
-    term = Terminal(f"ftui-quit-{os.getpid()}")
+    term = Terminal(f"ftui-lifecycle-{os.getpid()}")
     repo = Path(__file__).resolve().parents[2]
-    # The shell stays after ftui ends, so what ftui left on the terminal can be read.
-    command = f"cd {tmp_path} && PYTHONPATH={repo} {sys.executable} -m ftui; echo ftui exited $?; sleep 120"
-    term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", command)
-    yield term
+
+    def start(epochs: int) -> Terminal:
+        (tmp_path / "experiments.toml").write_text(LONG.format(epochs=epochs))
+        # PYTHONPATH: this checkout's ftui, whatever the tmux server's environment holds.
+        command = f"cd {tmp_path} && PYTHONPATH={repo} {sys.executable} -m ftui; echo ftui exited $?; sleep 120"
+        term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", command)
+        term.wait_for("long", "Launch")
+        term.keys("l")
+        runs = tmp_path / "checkpoints"
+        deadline = time.monotonic() + PATIENCE
+        while not (list(runs.glob("*/last.safetensors")) if runs.exists() else []):  # an epoch is saved
+            assert time.monotonic() < deadline, term.screen()
+            time.sleep(0.1)
+        return term
+
+    yield start
     term.tmux("kill-session", "-t", term.session)
 
 
-def test_stop_and_quit_says_the_run_stopped_and_where_it_is(long_terminal, tmp_path):
-    term = long_terminal
-    term.wait_for("long", "Launch")
-    term.keys("l")
-    runs = tmp_path / "checkpoints"
-    deadline = time.monotonic() + PATIENCE
-    while not (list(runs.glob("*/last.safetensors")) if runs.exists() else []):  # an epoch is saved
-        assert time.monotonic() < deadline, term.screen()
-        time.sleep(0.1)
+def the_run(tmp_path: Path) -> tuple[Path, dict]:
+    (run_dir,) = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()]
+    return run_dir, json.loads((run_dir / "status.json").read_text())
+
+
+def test_stop_and_quit_says_the_run_stopped_and_where_it_is(terminal_with_a_run, tmp_path):
+    term = terminal_with_a_run(epochs=200)
     term.keys("Escape", "q")  # back to the catalog, quit
     term.wait_for("Stop and quit")
     term.keys("y")
     after = term.wait_for("ftui exited")
-    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
-    status = json.loads((run_dir / "status.json").read_text())
+    run_dir, status = the_run(tmp_path)
     assert status["state"] == "stopped" and status["reason"].startswith("because ftui was quit")
     text = "".join(after.splitlines())  # the terminal wraps long lines at 80 columns
     assert "goes on training" not in text and "Ctrl-C stops it" not in text, after
@@ -163,3 +172,18 @@ def test_stop_and_quit_says_the_run_stopped_and_where_it_is(long_terminal, tmp_p
     folder = run_dir.relative_to(tmp_path)  # as given: the default ./checkpoints
     assert f"Its run folder is {folder}" in text and f"ftui resume {folder}" in text, after
     assert "ftui exited 0" in text and "Traceback" not in text, after
+
+
+def test_a_dropped_terminal_says_the_run_goes_on_then_how_it_ended(terminal_with_a_run, tmp_path):
+    term = terminal_with_a_run(epochs=6)  # long enough to be going on when the signal comes
+    shell = int(term.tmux("list-panes", "-t", term.session, "-F", "#{pane_pid}").strip())
+    (ftui,) = map(int, Path(f"/proc/{shell}/task/{shell}/children").read_text().split())
+    os.kill(ftui, signal.SIGHUP)  # what the terminal sends when the SSH session drops
+    after = term.wait_for("ftui exited")
+    run_dir, status = the_run(tmp_path)
+    assert status["state"] == "finished"
+    text = "".join(after.splitlines())
+    folder = run_dir.relative_to(tmp_path)
+    assert f"long goes on training until it ends. Its run folder is {folder}. Ctrl-C stops it." in text, after
+    assert f"long finished. Its run folder is {folder}." in text, after
+    assert "ftui exited 129" in text and "Traceback" not in text, after  # 128 + SIGHUP
