@@ -54,12 +54,14 @@ def _catalog(path: str):
 
 LIST_HEADER = ("name", "model", "input", "stem", "epochs", "report", "trains", "description")
 LIST_RIGHT_ALIGNED = (2, 4, 5)  # the numbers
+DESCRIPTION_MIN = 12  # a cut description shorter than this says nothing: dropped instead
 
 
 def list_lines(rows: list[tuple[str, ...]], width: int | None) -> list[str]:
     """One line per row. The short columns (name to report) always show in full. On a terminal
-    (width given) a line that does not fit drops its description, then cuts its trains column
-    with "…". Piped (width None), lines are never cut."""
+    (width given) a line that does not fit cuts its description with "…" (drops it where fewer
+    than DESCRIPTION_MIN characters would show), then cuts its trains column. Piped (width None),
+    lines are never cut."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(LIST_HEADER) - 1)]
     lines = []
     for row in rows:
@@ -69,8 +71,11 @@ def list_lines(rows: list[tuple[str, ...]], width: int | None) -> list[str]:
         ]
         line = "  ".join(cells + [row[-1]]).rstrip()
         if width is not None and len(line) > width:
+            room = width - len("  ".join(cells)) - 2
             line = "  ".join(cells[:-1] + [row[-2]])
-            if len(line) > width:
+            if room >= DESCRIPTION_MIN:
+                line = "  ".join(cells + [row[-1][: room - 1].rstrip() + "…"])
+            elif len(line) > width:
                 line = line[: max(width - 1, len("  ".join(cells[:-1])) + 2)].rstrip() + "…"
         lines.append(line)
     return lines

@@ -314,3 +314,17 @@ def test_the_workbench_without_a_terminal_says_so_and_exits_at_once(tiny_catalog
     assert proc.returncode == EXIT_USAGE
     text = " ".join(proc.stderr.split())
     assert "needs an interactive terminal" in text and "ftui run NAME" in text and "Traceback" not in text
+
+
+def test_list_in_a_wider_terminal_cuts_only_the_description(monkeypatch, capsys):
+    from rich.console import Console
+
+    piped = _listed(monkeypatch, capsys, Console(width=80, force_terminal=False, highlight=False))
+    lines = _listed(monkeypatch, capsys, Console(width=130, force_terminal=True, color_system=None, highlight=False))
+    assert all(len(line) <= 130 for line in lines), lines
+    description = piped[0].index("description")
+    assert [line[:description] for line in lines] == [line[:description] for line in piped]  # every column but one
+    cut = [line for line in lines if line.endswith("…")]
+    assert cut
+    for line in cut:
+        assert next(p for p in piped if p.startswith(line.split()[0] + " ")).startswith(line[:-1])
