@@ -1,14 +1,14 @@
-"""`ftui` on the command line: list, run, inspect, eval, resume.
+"""`ftui` on the command line: list, run, inspect, eval, resume; with no command, the workbench.
 
+This module parses and dispatches; the workbench's life as a process is tui/workbench.py.
 Every user-facing failure is an FtuiError whose message is printed as is, with
 a non-zero exit; a traceback is never shown (unexpected errors are written to a
-log file whose path is printed).
+log file whose path is printed). The exit codes are in errors.py and the README.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
 import sys
 import tempfile
@@ -21,11 +21,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from .engine.stop import StopRequest
-from .errors import FtuiError
+from .errors import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    SIGNAL_REASONS,
+    FtuiError,
+    exit_code_for_signal,
+)
 
 DEFAULT_CATALOG = "experiments.toml"
 DEFAULT_RUNS = "checkpoints"
-EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
+# evaluate_checkpoint reads max_images = 0 as "the experiment's own max_test_images"; a limit past the
+# end of the test set is all of it.
+ALL_TEST_IMAGES = sys.maxsize
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -42,11 +52,40 @@ def _catalog(path: str):
     return load_catalog(path)
 
 
+LIST_HEADER = ("name", "model", "input", "stem", "epochs", "report", "trains", "description")
+LIST_RIGHT_ALIGNED = (2, 4, 5)  # the numbers
+DESCRIPTION_MIN = 12  # a cut description shorter than this says nothing: dropped instead
+
+
+def list_lines(rows: list[tuple[str, ...]], width: int | None) -> list[str]:
+    """One line per row. The short columns (name to report) always show in full. On a terminal
+    (width given) a line that does not fit cuts its description with "…" (drops it where fewer
+    than DESCRIPTION_MIN characters would show), then cuts its trains column. Piped (width None),
+    lines are never cut."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(LIST_HEADER) - 1)]
+    lines = []
+    for row in rows:
+        cells = [
+            c.rjust(w) if i in LIST_RIGHT_ALIGNED else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row[:-1], widths, strict=True))
+        ]
+        line = "  ".join(cells + [row[-1]]).rstrip()
+        if width is not None and len(line) > width:
+            room = width - len("  ".join(cells)) - 2
+            line = "  ".join(cells[:-1] + [row[-2]])
+            if room >= DESCRIPTION_MIN:
+                line = "  ".join(cells + [row[-1][: room - 1].rstrip() + "…"])
+            elif len(line) > width:
+                line = line[: max(width - 1, len("  ".join(cells[:-1])) + 2)].rstrip() + "…"
+        lines.append(line)
+    return lines
+
+
 def cmd_list(args) -> int:
     from .engine.results import short_trainable
 
     catalog = _catalog(args.catalog)
-    rows = [("name", "model", "input", "stem", "trains", "epochs", "report", "description")]
+    rows = [LIST_HEADER]
     for exp in catalog.experiments:
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
         rows.append(
@@ -55,41 +94,24 @@ def cmd_list(args) -> int:
                 exp.model,
                 str(exp.input_size),
                 "cifar" if exp.cifar_stem else "",
-                short_trainable(exp.model, exp.cifar_stem, exp.trainable),
                 str(exp.epochs),
                 ref,
+                short_trainable(exp.model, exp.cifar_stem, exp.trainable),
                 exp.description,
             )
         )
-    # Key columns at full width; the description gets what is left and is cut: a line per experiment.
-    widths = [max(len(r[i]) for r in rows) for i in range(7)]
-    for n, row in enumerate(rows):
-        cells = [
-            c.rjust(w) if i in (2, 5, 6) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
-        ]
-        line = "  ".join(cells + [row[7]])
-        out.print(
-            line if len(line) <= out.width else line[: out.width - 1] + "…",
-            style="bold" if n == 0 else None,
-            markup=False,
-            soft_wrap=True,
-        )
-    return 0
+    for n, line in enumerate(list_lines(rows, out.width if out.is_terminal else None)):
+        out.print(line, style="bold" if n == 0 else None, markup=False, soft_wrap=True, crop=False)
+    return EXIT_OK
 
 
-SIGNAL_REASONS = {
-    signal.SIGINT: "by SIGINT (Ctrl-C)",
-    signal.SIGTERM: "by SIGTERM",
-    signal.SIGHUP: "because the terminal closed (SIGHUP)",
-}
-
-
-def _stop_on_signals(stop: StopRequest) -> None:
+def _stop_on_signals(stop: StopRequest, received: list[int]) -> None:
     """Ctrl-C, SIGTERM and a dropped SSH session (SIGHUP) stop the run cleanly after the current step."""
 
     def handler(signum, _frame):
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        received.append(signum)
         stop.request(SIGNAL_REASONS[signum])
         try:
             err.print(f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to abort)...")
@@ -104,8 +126,8 @@ def _drive(start) -> int:
     """Run a training function with a progress bar and turn its result into an exit code."""
     from .progress import ProgressPrinter
 
-    stop = StopRequest()
-    _stop_on_signals(stop)
+    stop, signals = StopRequest(), []
+    _stop_on_signals(stop, signals)
     with ProgressPrinter(out) as printer:
         result = start(printer, stop)
     if result.status == "finished":
@@ -116,7 +138,11 @@ def _drive(start) -> int:
         err.print(f"[red]failed:[/] {escape(result.reason)}")
     if result.run_dir is not None:
         out.print(f"run folder: {escape(str(result.run_dir))}")
-    return {"finished": 0, "stopped": EXIT_STOPPED}.get(result.status, EXIT_FAILED)
+    if result.status == "finished":
+        return EXIT_OK
+    if result.status == "stopped":
+        return exit_code_for_signal(signals[0] if signals else signal.SIGINT)
+    return EXIT_FAILED if printer.started else EXIT_USAGE  # a run that never started: its set-up was refused
 
 
 def cmd_run(args) -> int:
@@ -137,10 +163,27 @@ def cmd_resume(args) -> int:
     return _drive(lambda printer, stop: resume(args.run_folder, printer, stop, share_device=args.share_device))
 
 
+def _model_checkpoint(text: str) -> Path:
+    """The path of a checkpoint to read a model from; a run's resume state is refused with what to do instead."""
+    from .engine.checkpoints import resume_epoch
+
+    path = Path(text)
+    if path.is_file() and resume_epoch(path) >= 0:
+        run = path.parent
+        raise FtuiError(
+            f"{path} is a run's resume state (its optimizer, scheduler and random-number state after "
+            f"epoch {resume_epoch(path) + 1}), not a model checkpoint. The run's model is in "
+            f"{run / 'last.safetensors'} (and {run / 'best.safetensors'}): pass one of those, "
+            f"or continue the run with: ftui resume {run}"
+        )
+    return path
+
+
 def cmd_inspect(args) -> int:
     from .engine.checkpoints import read_checkpoint
+    from .formatting import param_count
 
-    info = read_checkpoint(Path(args.checkpoint))
+    info = read_checkpoint(_model_checkpoint(args.checkpoint))
     exp, m = info.experiment, info.metrics
     out.print(
         f"[bold]{escape(str(info.path))}[/]  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})"
@@ -164,59 +207,34 @@ def cmd_inspect(args) -> int:
             t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.unit, "trained" if t.trained else "frozen"
         )
     out.print(table)
-    out.print(f"{len(info.tensors)} tensors, {info.param_count:,} values")
-    return 0
+    out.print(f"{len(info.tensors)} tensors, {param_count(info.param_count)} values")
+    return EXIT_OK
 
 
 def cmd_eval(args) -> int:
     from .engine.evaluation import evaluate_checkpoint
 
+    if args.max_images is not None and args.max_images < 0:
+        raise FtuiError(
+            f"--max-images {args.max_images}: give a number of test images, or 0 for all of them "
+            "(without it, the experiment's own max_test_images)."
+        )
+    # Absent: the experiment's own max_test_images (0 to evaluate_checkpoint); 0: every test image.
+    limit = {None: 0, 0: ALL_TEST_IMAGES}.get(args.max_images, args.max_images)
+    path = _model_checkpoint(args.checkpoint)
     started = time.monotonic()
-    result, exp = evaluate_checkpoint(Path(args.checkpoint), args.device or "auto", args.max_images or 0)
+    result, exp = evaluate_checkpoint(path, args.device or "auto", limit)
     out.print(
         f"{args.checkpoint}: test accuracy [bold]{result.accuracy:.2f}%[/] "
         f"(loss {result.loss:.4f}) on {result.images} {exp.dataset} test images in {time.monotonic() - started:.1f}s"
     )
-    return 0
+    return EXIT_OK
 
 
 def run_tui(args) -> int:
-    """The workbench. If the terminal goes away (SIGHUP), the UI closes and a run in progress goes on to its end."""
-    from .tui.app import make_app
+    from .tui import workbench
 
-    app = make_app(args.catalog, args.runs)
-
-    def terminal_gone(_signum, _frame):
-        app.exit()
-
-    def terminate(signum, _frame):
-        app.controller.request_stop(SIGNAL_REASONS[signum])
-        app.exit()
-
-    signal.signal(signal.SIGHUP, terminal_gone)
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)  # a Ctrl-C typed in the terminal is a key; this is kill -INT
-    # torch, torchvision and textual leave ~1M long-lived objects; a full collection walked them all
-    # and froze the UI for 200-400 ms at a time. Frozen, collections only walk what the app makes.
-    gc.freeze()
-    try:
-        app.run()
-    finally:
-        # Frozen objects are never freed, even at exit, and triton's bindings then print a
-        # "leaked instances" report into the terminal: let the exit collect them again.
-        gc.unfreeze()
-        if app.controller.busy:
-            where = f"; its run folder is {app.controller.run_dir}" if app.controller.run_dir else ""
-            _say(f"{app.controller.experiment} goes on training until it ends{where}. Ctrl-C stops it.")
-            app.controller.wait()
-    return 0
-
-
-def _say(message: str) -> None:
-    try:
-        err.print(message)
-    except Exception:
-        pass  # no terminal any more
+    return workbench.main(args.catalog, args.runs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,24 +243,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Fine-tune ImageNet-pretrained vision models from the terminal. "
         "With no command, ftui opens the terminal workbench.",
     )
-    p.add_argument(
-        "--catalog", default=DEFAULT_CATALOG, help="catalog file for the workbench (default: ./experiments.toml)"
-    )
-    p.add_argument(
-        "--runs", default=DEFAULT_RUNS, help="folder of run folders for the workbench (default: ./checkpoints)"
-    )
+    _catalog_and_runs(p, DEFAULT_CATALOG, DEFAULT_RUNS)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     ls = sub.add_parser("list", help="list the experiments of the catalog")
-    ls.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file (default: ./experiments.toml)")
+    _catalog_and_runs(ls)
     ls.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="train an experiment of the catalog")
     run.add_argument("name")
-    run.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file (default: ./experiments.toml)")
+    _catalog_and_runs(run)
     run.add_argument("--epochs", type=int, help="override the experiment's epochs")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    run.add_argument("--runs", default=DEFAULT_RUNS, help="folder for run folders (default: ./checkpoints)")
     run.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
     run.set_defaults(func=cmd_run)
 
@@ -253,7 +265,11 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="test accuracy of a checkpoint")
     ev.add_argument("checkpoint")
     ev.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    ev.add_argument("--max-images", type=int, help="evaluate on the first N test images only")
+    ev.add_argument(
+        "--max-images",
+        type=int,
+        help="evaluate on the first N test images; 0: all of them (default: the experiment's max_test_images)",
+    )
     ev.set_defaults(func=cmd_eval)
 
     res = sub.add_parser("resume", help="continue a stopped run to its planned end")
@@ -261,6 +277,16 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
     res.set_defaults(func=cmd_resume)
     return p
+
+
+def _catalog_and_runs(parser: argparse.ArgumentParser, catalog=argparse.SUPPRESS, runs=argparse.SUPPRESS) -> None:
+    """--catalog and --runs, before the command (ftui --catalog C list) or after it (ftui list --catalog C).
+
+    The top-level parser holds the defaults; a command's copies default to nothing, so that
+    they never overwrite a value given before the command.
+    """
+    parser.add_argument("--catalog", default=catalog, help="catalog file (default: ./experiments.toml)")
+    parser.add_argument("--runs", default=runs, help="folder of run folders (default: ./checkpoints)")
 
 
 def _crash_log() -> Path:
@@ -280,13 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("aborted.")
-        return EXIT_STOPPED
+        return exit_code_for_signal(signal.SIGINT)
     except Exception as exc:
         err.print(
             f"[red]ftui hit an internal error:[/] {escape(repr(exc))}\nDetails were written to {_crash_log()}; "
             "please report it."
         )
-        return EXIT_FAILED
+        return EXIT_INTERNAL
 
 
 def entry() -> None:

@@ -28,6 +28,7 @@ class ProgressPrinter:
         )
         self.task = None
         self.epochs = 0
+        self.started = False  # a run that fails before RunStarted never trained: its set-up was refused
 
     def __enter__(self):
         self.progress.start()
@@ -42,6 +43,7 @@ class ProgressPrinter:
             handler(event)
 
     def _on_RunStarted(self, e: ev.RunStarted) -> None:
+        self.started = True
         self.epochs = e.epochs
         share = 100 * e.trainable_params / max(e.total_params, 1)
         self.console.print(

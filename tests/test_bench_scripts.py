@@ -100,20 +100,19 @@ def test_vgg_and_vit_run_only_at_224_and_32_is_the_cifar_resnet(throughput):
 # -- time_to_accuracy.py ------------------------------------------------------------
 
 
-def test_the_seed_loop_is_written_as_a_person_writes_it(throughput):
+def test_the_seed_loop_is_written_as_a_person_writes_it(throughput, monkeypatch):
     # ftui's layout (channels_last) and backend settings are ftui's gain, not the plain loop's.
     cpu = torch.device("cpu")
     plain = throughput.make_model("resnet18", 32, cpu, tuned=False)
     tuned = throughput.make_model("resnet18", 32, cpu)
     assert plain.conv1.weight.is_contiguous()
     assert tuned.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    torch.backends.cudnn.benchmark = True
-    try:
-        with throughput.default_backends():
-            assert not torch.backends.cudnn.benchmark and not torch.backends.cuda.matmul.allow_tf32
-        assert torch.backends.cudnn.benchmark  # restored for the ftui and bare loops
-    finally:
-        torch.backends.cudnn.benchmark = False
+    # Both flags as ftui sets them on CUDA; monkeypatch gives the process its own values back after the test.
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    with throughput.default_backends():
+        assert not torch.backends.cudnn.benchmark and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32  # restored for ftui's loops
 
 
 def test_missing_cifar10_and_weights_are_named_with_where_to_put_them(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -28,6 +29,53 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def threads_for_ui_run(device_name: str) -> int | None:
+    """torch's thread count for a run started from the workbench, or None to leave it as it is.
+
+    A run that computes on the CPU gets every core but one: the one left answers keys (with
+    every core computing, keys answer late). The device is the one the run itself will resolve,
+    so `device = "cpu"` on a CUDA host is limited too. A device that does not resolve changes
+    nothing: the run fails at its set-up and says why.
+    """
+    try:
+        device = resolve_device(device_name)
+    except FtuiError:
+        return None
+    return max(1, (os.cpu_count() or 2) - 1) if device.type == "cpu" else None
+
+
+@contextlib.contextmanager
+def compute_threads(threads: int | None):
+    """torch's thread count for the calling thread while the block runs (None: unchanged), restored after.
+
+    torch keeps a count per OS thread (OpenMP's) as well as the default for new ones. Set in the
+    training thread, it leaves the UI thread's own count alone; restoring it there gives the
+    default back to threads started afterwards.
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def memory_in_use(device: str) -> int | None:
+    """Bytes of GPU memory this process holds on a CUDA device, or None where there is nothing to measure.
+
+    ``device`` is a device name ("cuda:1") or the text a run records for its device
+    ("cuda (NVIDIA H200), bf16"): its first word names the device.
+    """
+    name = device.split(" ", 1)[0].rstrip(",") if device else ""
+    if not name.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    try:
+        return torch.cuda.memory_allocated(torch.device(name))
+    except (RuntimeError, ValueError, AssertionError):
+        return None
+
+
 def device_key(device: torch.device) -> str:
     """A name per physical device, for the one-run-per-device lock ("cuda" means the current GPU)."""
     if device.type == "cuda":
@@ -41,10 +89,9 @@ def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
     bf16 needs no loss scaling, and autocast keeps the weights, the optimizer and the loss in
     float32. "auto" uses it on CUDA, whose tensor cores are several times faster in bf16.
     On a CPU it is opt-in ("bf16") and only where oneDNN has native bf16 kernels (AVX512-BF16
-    or AMX); elsewhere bf16 is emulated, slower than float32, and the run uses float32. On 2 cores
-    of an AVX512-BF16 EPYC a ResNet18 step ran 1.8x (32x32) and 1.5x (224x224) faster, but the
-    quickstart ended 0.8 to 2.4 points lower after its 4 epochs (3 seeds): a CPU run keeps
-    float32 unless asked.
+    or AMX); elsewhere bf16 is emulated, slower than float32, and the run uses float32. Where it
+    is native, steps are faster but a short run trained measurably worse (BENCHMARKS.md, section 1,
+    `precision = "bf16"`): a CPU run keeps float32 unless asked.
     """
     if precision == "float32":
         return False
@@ -67,8 +114,8 @@ def autocast(device: torch.device, precision: str = "auto"):
 
 
 def uses_channels_last(device: torch.device) -> bool:
-    # NHWC is what cuDNN's and oneDNN's fastest convolution kernels want: a ResNet18
-    # training step on 2 CPU cores ran 58-60 img/s channels_last against 46-48 NCHW.
+    # NHWC is what cuDNN's and oneDNN's fastest convolution kernels want (its gain on a CPU:
+    # BENCHMARKS.md, section 1).
     return device.type in ("cuda", "cpu")
 
 

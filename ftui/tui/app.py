@@ -30,6 +30,7 @@ class FtuiApp(App):
         self.catalog: Catalog | None = None
         self.catalog_error: str | None = None
         self.queued: Experiment | None = None
+        self.stopped_run_on_exit = False  # the run of this session was stopped by quitting
         self.reload_catalog()
 
     def get_driver_class(self):
@@ -147,8 +148,14 @@ class FtuiApp(App):
 
     def _stop_and_quit(self, ok: bool) -> None:
         if ok:
-            self.controller.request_stop("because ftui was quit")
-            self.exit()
+            self.stop_run_and_exit("because ftui was quit")
+
+    def stop_run_and_exit(self, why: str) -> None:
+        """Stop the run in progress, if any, after its current step, and close the UI (workbench.py waits)."""
+        if self.controller.busy:
+            self.stopped_run_on_exit = True
+            self.controller.request_stop(why)
+        self.exit()
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)

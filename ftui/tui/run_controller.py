@@ -10,14 +10,12 @@ another ftui process look the same.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from pathlib import Path
 
-import torch
-
 from ..engine import events as ev
+from ..engine.device import compute_threads, threads_for_ui_run
 from ..engine.experiment import Experiment
 from ..engine.stop import StopRequest
 from ..engine.train import resume, train
@@ -40,6 +38,11 @@ class RunController:
     def busy(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
+    @property
+    def could_not_start(self) -> bool:
+        """The last run failed in its set-up (no data, no weights, device taken): it never trained."""
+        return self.failure is not None and self.run_dir is None
+
     def start(self, exp: Experiment, share_device: bool = False) -> None:
         self._launch(
             exp.name, lambda: train(exp, self._on_event, self.stop_event, self.runs_root, share_device), exp.device
@@ -61,27 +64,16 @@ class RunController:
         self.stop_event = StopRequest()
         self.events.clear()
         self.run_dir, self.failure, self.result, self.experiment = None, None, None, experiment
-        threads = torch.get_num_threads()
-        # Leave a core to the UI: with every core computing, keys answer late.
-        cores = (
-            max(1, (os.cpu_count() or 2) - 1)
-            if device in ("auto", "cpu") and not torch.cuda.is_available()
-            else threads
-        )
-        self.thread = threading.Thread(target=self._run, args=(run, cores, threads), name="ftui-train", daemon=False)
+        self.thread = threading.Thread(target=self._run, args=(run, device), name="ftui-train", daemon=False)
         self.thread.start()
 
-    def _run(self, run, cores: int, threads: int) -> None:
-        # torch keeps a thread count per OS thread (OpenMP's) as well as the default for new ones. Set here,
-        # in the training thread, it leaves the UI thread's own count alone; restoring it here gives the
-        # default back. (Set from the UI thread, the UI kept 1 thread after the run.)
-        torch.set_num_threads(cores)
+    def _run(self, run, device: str) -> None:
+        # Set in the training thread (set from the UI thread, the UI kept 1 thread after the run).
         try:
-            self.result = run()
+            with compute_threads(threads_for_ui_run(device)):
+                self.result = run()
         except Exception as exc:  # the engine has already marked the run failed and logged the traceback
             self.failure = f"Internal error: {exc!r}"
-        finally:
-            torch.set_num_threads(threads)
 
     def _on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):

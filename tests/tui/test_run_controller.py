@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import torch
 
+from ftui.engine import device as device_module
 from ftui.engine.catalog import experiment_from_dict
 from ftui.tui import run_controller
 from ftui.tui.run_controller import RunController
@@ -20,15 +22,24 @@ def in_a_new_thread(fn):
     return out[0]
 
 
-def test_a_cpu_run_leaves_a_core_to_the_ui_and_changes_nothing_after(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_controller.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+@pytest.mark.parametrize(
+    "cuda, device, leaves_a_core",
+    [(False, "cpu", True), (False, "auto", True), (True, "cpu", True), (True, "auto", False), (True, "cuda", False)],
+    ids=["cpu", "auto-no-gpu", "cpu-on-a-cuda-host", "auto-on-a-cuda-host", "cuda"],
+)
+def test_a_cpu_run_leaves_a_core_to_the_ui_and_changes_nothing_after(
+    tmp_path, monkeypatch, cuda, device, leaves_a_core
+):
+    # The device the run resolves decides, not the host: device = "cpu" on a CUDA host computes on the CPU.
+    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     # The training function reports the threads it was given instead of training.
     monkeypatch.setattr(run_controller, "train", lambda *args, **kwargs: torch.get_num_threads())
     before = torch.get_num_threads()
     controller = RunController(tmp_path)
-    controller.start(experiment_from_dict({**TINY, "device": "cpu"}, where="test"))
+    controller.start(experiment_from_dict({**TINY, "device": device}, where="test"))
     controller.wait(30)
-    assert controller.result == 3  # four cores, one left to the UI
+    assert controller.result == (3 if leaves_a_core else before)  # four cores, one left to the UI
     assert torch.get_num_threads() == before  # the UI thread kept its threads
     assert in_a_new_thread(torch.get_num_threads) == before  # and threads started after the run get them too

@@ -13,13 +13,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import torch
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Header, Label, ProgressBar, RichLog
 
+from ...engine.device import memory_in_use
 from ...engine.history import RunHistory
 from ...engine.runs import METRICS, MetricsTail, RunFolder, process_alive
 from ...formatting import duration, param_count
@@ -92,14 +92,27 @@ class RunScreen(Screen):
         if self.live and self.run_dir is None:
             self.run_dir = controller.run_dir
             if self.run_dir is None:
-                if controller.failure and not self.shown_end:
-                    self.shown_end = True
-                    self.query_one("#title", Label).update(f"{controller.experiment}: could not start")
-                    self.query_one(RichLog).write(f"failed: {controller.failure}")
-                    self.notify(controller.failure, severity="error", timeout=10)
+                if controller.could_not_start and not self.shown_end:
+                    self._show_could_not_start()
                 return False
         self.tail = MetricsTail(self.run_dir / METRICS)
         return True
+
+    def _never_started(self) -> bool:
+        return self.live and self.run_dir is None and self.app.controller.could_not_start
+
+    def _show_could_not_start(self) -> None:
+        """Why the run never trained and what to do; no progress, nothing to stop."""
+        controller = self.app.controller
+        self.shown_end = True
+        self.query_one("#title", Label).update(f"{controller.experiment}: could not start")
+        self.query_one(ProgressBar).display = False  # an empty bar would go on animating
+        self.query_one("#progress-text", Label).update(
+            "Nothing was trained. Fix what the log below says and try again; esc goes back."
+        )
+        self.query_one(RichLog).write(f"failed: {controller.failure}")
+        self.notify(controller.failure, severity="error", timeout=10)
+        self.refresh_bindings()  # "Stop run" leaves the footer
 
     def _log_records(self, records: list[dict]) -> None:
         log = self.query_one(RichLog)
@@ -177,11 +190,8 @@ class RunScreen(Screen):
 
     def _gpu_memory(self) -> str:
         # Only this process's own run can be measured from here.
-        if not (
-            self.live and torch.cuda.is_available() and str(self.history.start.get("device", "")).startswith("cuda")
-        ):
-            return ""
-        return f"GPU mem {torch.cuda.memory_allocated() / 2**30:.1f} GiB"
+        used = memory_in_use(str(self.history.start.get("device", ""))) if self.live else None
+        return "" if used is None else f"GPU mem {used / 2**30:.1f} GiB"
 
     # -- actions -----------------------------------------------------------------
 
@@ -189,13 +199,18 @@ class RunScreen(Screen):
         controller = self.app.controller
         return controller.busy and (self.live or (self.run_dir is not None and controller.run_dir == self.run_dir))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "stop" and self._never_started())
+
     def action_stop(self) -> None:
-        if self._is_ours():
+        if self._never_started():
+            self.notify(f"{self.app.controller.experiment} never started: there is nothing to stop.")
+        elif self._is_ours():
             question = (
                 "Stop this run? It stops within one step; the last completed epoch's checkpoint stays, ready to resume."
             )
             self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop)
-        elif self.history.state == "running" and self._other_process() is not None:
+        elif self.run_dir is not None and self.history.state == "running" and self._other_process() is not None:
             question = f"This run belongs to process {self._other_process()}. Ask it to stop (SIGTERM)?"
             self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop_other)
         else:

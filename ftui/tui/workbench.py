@@ -1,0 +1,112 @@
+"""The workbench as a process: a terminal to run in, signals, garbage collection, and what is said after it closes.
+
+`ftui` with no command comes here (cli.py only parses and dispatches). The app
+itself lives in app.py; this module owns what happens around ``app.run()``:
+
+- no terminal (cron, ``ssh host ftui`` without -t, ``ftui </dev/null``): say so
+  and exit at once, instead of an app that can never read a key;
+- SIGHUP (the terminal went away): the UI closes and a run in progress goes on
+  to its end; SIGTERM and SIGINT (``kill -INT``; Ctrl-C typed in the terminal
+  is a key) stop the run after its current step and close the UI;
+- after the UI closed: what became of the run, in words that match its status;
+- the exit code (errors.py): 0, 128+N after signal N, EXIT_INTERNAL when the
+  app crashed.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, SIGNAL_REASONS, exit_code_for_signal
+from .app import FtuiApp, make_app
+
+err = Console(stderr=True, highlight=False)
+
+NO_TERMINAL = (
+    "The ftui workbench needs an interactive terminal, and this process has none "
+    "(its input or output is not a terminal: cron, a pipe, or `ssh host ftui` without -t). "
+    "To train without one, use `ftui run NAME` (`ftui list` names the experiments); "
+    "over SSH, `ssh -t host ftui` opens the workbench."
+)
+
+
+def has_terminal() -> bool:
+    """Whether keys can be read and the screen drawn: stdin, and the stream Textual draws on, are terminals."""
+    streams = (sys.stdin, sys.__stderr__)
+    return all(s is not None and s.isatty() for s in streams)
+
+
+def main(catalog: str, runs: str) -> int:
+    if not has_terminal():
+        err.print(f"[red]error:[/] {escape(NO_TERMINAL)}", soft_wrap=True)
+        return EXIT_USAGE
+    return run(make_app(catalog, runs))
+
+
+def run(app: FtuiApp, headless: bool = False) -> int:
+    """Run the app to its end, then wait for a run that goes on; the exit code says how it ended."""
+    ended_by: list[int] = []
+
+    def terminal_gone(signum, _frame):
+        ended_by.append(signum)
+        app.exit()
+
+    def terminate(signum, _frame):
+        ended_by.append(signum)
+        app.stop_run_and_exit(SIGNAL_REASONS[signum])
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGHUP, terminal_gone)
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
+    # torch, torchvision and textual leave ~1M long-lived objects that every full collection walked,
+    # freezing the UI (BENCHMARKS.md, section 2). Frozen, collections only walk what the app makes.
+    gc.freeze()
+    try:
+        app.run(headless=headless)
+    finally:
+        # Frozen objects are never freed, even at exit, and triton's bindings then print a
+        # "leaked instances" report into the terminal: let the exit collect them again.
+        gc.unfreeze()
+        try:
+            _see_the_run_out(app)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    if app.return_code:  # Textual has shown the traceback of an exception it caught
+        return EXIT_INTERNAL
+    return exit_code_for_signal(ended_by[0]) if ended_by else EXIT_OK
+
+
+def _see_the_run_out(app: FtuiApp) -> None:
+    """A run in progress when the UI closed (or stopped by closing it): what happens to it, then how it ended."""
+    controller, name = app.controller, app.controller.experiment
+    if not (controller.busy or app.stopped_run_on_exit):
+        return
+    if controller.busy and not controller.stop_event.is_set():
+        where = f" Its run folder is {controller.run_dir}." if controller.run_dir else ""
+        _say(f"{name} goes on training until it ends.{where} Ctrl-C stops it.")
+    elif controller.busy:
+        _say(f"Stopping {name} after its current step…")
+    controller.wait()
+    result, folder = controller.result, controller.run_dir
+    if result is None or folder is None:  # an internal error, or it never started
+        _say(f"{name} failed: {result.reason if result else controller.failure}")
+    elif result.status == "stopped":
+        _say(f"{name} stopped {result.reason}. Its run folder is {folder}; `ftui resume {folder}` continues it.")
+    elif result.status == "finished":
+        _say(f"{name} finished. Its run folder is {folder}.")
+    else:
+        _say(f"{name} failed: {result.reason.rstrip('.')}. Its run folder is {folder}.")
+
+
+def _say(message: str) -> None:
+    try:
+        err.print(escape(message), soft_wrap=True)
+    except Exception:
+        pass  # no terminal any more
