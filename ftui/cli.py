@@ -163,27 +163,11 @@ def cmd_resume(args) -> int:
     return _drive(lambda printer, stop: resume(args.run_folder, printer, stop, share_device=args.share_device))
 
 
-def _model_checkpoint(text: str) -> Path:
-    """The path of a checkpoint to read a model from; a run's resume state is refused with what to do instead."""
-    from .engine.checkpoints import resume_epoch
-
-    path = Path(text)
-    if path.is_file() and resume_epoch(path) >= 0:
-        run = path.parent
-        raise FtuiError(
-            f"{path} is a run's resume state (its optimizer, scheduler and random-number state after "
-            f"epoch {resume_epoch(path) + 1}), not a model checkpoint. The run's model is in "
-            f"{run / 'last.safetensors'} (and {run / 'best.safetensors'}): pass one of those, "
-            f"or continue the run with: ftui resume {run}"
-        )
-    return path
-
-
 def cmd_inspect(args) -> int:
     from .engine.checkpoints import read_checkpoint
     from .formatting import param_count
 
-    info = read_checkpoint(_model_checkpoint(args.checkpoint))
+    info = read_checkpoint(Path(args.checkpoint))
     exp, m = info.experiment, info.metrics
     out.print(
         f"[bold]{escape(str(info.path))}[/]  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})"
@@ -221,7 +205,7 @@ def cmd_eval(args) -> int:
         )
     # Absent: the experiment's own max_test_images (0 to evaluate_checkpoint); 0: every test image.
     limit = {None: 0, 0: ALL_TEST_IMAGES}.get(args.max_images, args.max_images)
-    path = _model_checkpoint(args.checkpoint)
+    path = Path(args.checkpoint)
     started = time.monotonic()
     result, exp = evaluate_checkpoint(path, args.device or "auto", limit)
     out.print(

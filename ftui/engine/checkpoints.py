@@ -218,10 +218,11 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     path = Path(path)
     meta, table = _read_header(path)
     if meta.get("format") == RESUME_FORMAT:
+        run = path.parent
         raise CheckpointError(
-            f"{path} is a run's resume state (optimizer, scheduler and random generators), not model weights. "
-            f"Inspect or evaluate last.safetensors or best.safetensors beside it, or continue the run with: "
-            f"ftui resume {path.parent}"
+            f"{path} is a run's resume state (its optimizer, scheduler and random-number state), not a model "
+            f"checkpoint. The run's model is in {run / 'last.safetensors'} (and {run / 'best.safetensors'}): "
+            f"pass one of those, or continue the run with: ftui resume {run}"
         )
     if meta.get("format") != FORMAT:
         raise CheckpointError(
