@@ -172,7 +172,7 @@ async def test_the_curves_of_a_finished_run(app, tui_runs):
         app.open_run(path)
         await pilot.pause(0.3)
         screen = app.screen
-        assert [e["test_acc"] for e in screen.history.epochs] == [31.5, 42.25, 47.0]
+        assert [e.test_acc for e in screen.history.epochs] == [31.5, 42.25, 47.0]
         assert "best 47.00%" in str(screen.query_one("#progress-text").render())
         await pilot.press("s")  # nothing to stop: says so
         assert not isinstance(app.screen, ConfirmScreen)
