@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
+
+import pytest
 
 from ftui.engine import events as ev
 from ftui.engine.history import BoundedSeries, RunHistory
-from ftui.engine.runs import MetricsTail, RunFolder, list_runs
+from ftui.engine.runs import MetricsTail, RunFolder, list_runs, now_iso, parse_iso, run_state, seconds_since
 
 
 def test_bounded_series_never_exceeds_its_size_and_keeps_the_mean():
@@ -82,3 +86,22 @@ def test_list_runs_reports_a_dead_running_run_as_interrupted(tmp_path):
     assert runs["b-1"].state == "interrupted" and "resume" in runs["b-1"].reason
     assert runs["c-1"].state == "running"
     assert [r.name for r in list_runs(tmp_path)] == ["c-1", "b-1", "a-1"]  # newest first
+
+
+def test_interrupted_is_decided_by_one_function():
+    alive = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "reason": ""}
+    assert run_state(alive) == ("running", "")
+    assert run_state({**alive, "pid": 999_999_999})[0] == "interrupted"
+    assert (
+        run_state({**alive, "host": "another-machine"})[0] == "interrupted"
+    )  # another machine: its process is out of sight
+    assert run_state({**alive, "state": "failed", "pid": 999_999_999, "reason": "oom"}) == ("failed", "oom")
+
+
+def test_iso_stamps_are_read_back_as_written():
+    before = time.time()
+    assert parse_iso(now_iso()) == pytest.approx(before, abs=2)
+    assert parse_iso("2026-01-01T00:00:00+0000") == 1767225600.0
+    assert parse_iso("") is None and parse_iso(None) is None and parse_iso("yesterday") is None
+    assert seconds_since("2026-01-01T00:00:00+0100") == pytest.approx(time.time() - 1767222000.0, abs=2)
+    assert seconds_since("") is None
