@@ -89,8 +89,9 @@ def test_stop_mid_run_keeps_the_last_good_checkpoint(make_exp, runs_root):
     events = Recorder(lambda e: stop.set() if isinstance(e, ev.Step) and e.epoch == 1 else None)
     result = train(make_exp(epochs=3, max_steps_per_epoch=4), events, stop, runs_root=runs_root)
     assert result.status == "stopped" and result.epochs_done == 1
-    last_step = events.of(ev.Step)[-1]
-    assert last_step.epoch == 1  # nothing ran after the step that saw the stop, beyond that one step
+    # Nothing ran after the report that saw the stop: it is the only one of epoch 2, and the log agrees.
+    assert [e.epoch for e in events.of(ev.Step)].count(1) == 1 and events.of(ev.Step)[-1].epoch == 1
+    assert [e for e in RunFolder(result.run_dir).read_events() if isinstance(e, ev.Step)] == events.of(ev.Step)
     stopped = events.of(ev.Stopped)[0]
     assert stopped.last_checkpoint == result.run_dir / "last.safetensors"
     status = RunFolder(result.run_dir).read_status()

@@ -183,13 +183,13 @@ class _SafeSink:
     """The caller's on_event, which must never take the run down with it (say, the UI is gone).
 
     Its first failure is written to the run's error.log, with its traceback, as
-    soon as the run has a folder; later ones are only counted: a callback that
-    fails on every step would otherwise fill the disk.
+    soon as the run has a folder; later ones are not: a callback that fails on
+    every step would otherwise fill the disk.
     """
 
     def __init__(self, on_event: EventSink | None):
         self.on_event = on_event
-        self.failures = 0
+        self.failed = False
         self.error_log: Path | None = None
         self._unwritten: str | None = None
 
@@ -199,8 +199,8 @@ class _SafeSink:
         try:
             self.on_event(event)
         except Exception:
-            self.failures += 1
-            if self.failures == 1:
+            if not self.failed:
+                self.failed = True
                 self._unwritten = (
                     f"{now_iso()} the on_event callback failed on {type(event).__name__}; training went on "
                     "without it (later failures of the callback are not logged):\n" + traceback.format_exc()
