@@ -75,6 +75,9 @@ def test_lines_that_are_no_event_read_as_none_and_wrong_values_raise():
         ev.from_record({"type": "epoch", "epoch": 0, "test_acc": "high"})
     with pytest.raises((ValueError, TypeError)):
         ev.from_record({"type": "steps", "epoch": True, "losses": [1.0]})
+    with pytest.raises((ValueError, TypeError)):
+        ev.from_record({"type": "steps", "epoch": 1.5, "losses": [1.0]})
+    assert ev.from_record({"type": "steps", "epoch": 1.0, "losses": [1]}).losses == (1.0,)
 
 
 def test_a_run_folder_in_todays_format_still_reads(tmp_path):

@@ -189,8 +189,8 @@ def _converter(hint: Any) -> typing.Callable[[Any], Any]:
         def number(v: Any) -> Any:
             if v is None:
                 return None if optional else base(0)
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise ValueError(f"expected a number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or (base is int and v != int(v)):
+                raise ValueError(f"expected {base.__name__}, got {v!r}")
             return base(v)
 
         return number

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .events import RECORD_TYPES, EpochEnd, Event, Failed, Finished, RunStarted, Step, Stopped
+from .events import RECORD_TYPES, Ending, EpochEnd, Event, RunStarted, Step
 
 
 class BoundedSeries:
@@ -81,7 +81,7 @@ class RunHistory:
                 self._steps(event)
             elif isinstance(event, EpochEnd):
                 self.epochs.append(event)
-            elif isinstance(event, Finished | Stopped | Failed):
+            elif isinstance(event, Ending):
                 self.state, self.reason = RECORD_TYPES[type(event)], event.reason
 
     @property

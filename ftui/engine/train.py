@@ -327,9 +327,14 @@ def resume(
     remove_stale_temporaries(folder.path)  # a process killed mid-write leaves its temporary file
     start = epoch + 1
     # Steps of an epoch that never completed are dropped: it is trained again from its start.
-    dropped = sum(len(e.losses) for e in folder.read_events() if isinstance(e, ev.Step) and e.epoch >= start)
-    folder.keep_events(lambda e: not isinstance(e, ev.Step | ev.EpochEnd | ev.CheckpointSaved) or e.epoch < start)
-    accs = [e.test_acc for e in folder.read_events() if isinstance(e, ev.EpochEnd)]
+    events = folder.read_events()
+
+    def kept(e: ev.Event) -> bool:
+        return not isinstance(e, ev.Step | ev.EpochEnd | ev.CheckpointSaved) or e.epoch < start
+
+    dropped = sum(len(e.losses) for e in events if isinstance(e, ev.Step) and not kept(e))
+    folder.keep_events(kept)
+    accs = [e.test_acc for e in events if isinstance(e, ev.EpochEnd) and kept(e)]
     folder.write_status("running", resumed_at=now_iso(), reason="")
     warnings = (
         [f"Epoch {start + 1} had not completed: its {dropped} steps done before are dropped and it is trained again."]

@@ -117,7 +117,7 @@ class RunScreen(Screen):
                 )
             elif isinstance(e, ev.RunWarning):
                 log.write(f"warning: {e.message}")
-            elif isinstance(e, ev.Finished | ev.Stopped | ev.Failed):
+            elif isinstance(e, ev.Ending):
                 log.write(ev.RECORD_TYPES[type(e)] + (f": {e.reason}" if e.reason else ""))
                 if isinstance(e, ev.Failed):
                     self.notify(e.reason or "failed", severity="error", timeout=10)
