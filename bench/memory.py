@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ftui.engine.events import Step  # noqa: E402
 from ftui.engine.history import RunHistory  # noqa: E402
 
 SESSION = "ftui-bench-memory"
@@ -97,19 +98,7 @@ def history_memory(steps: int = 10_000_000) -> dict:
     history = RunHistory()
     batch = 1000
     for first in range(0, steps, batch):
-        history.feed(
-            [
-                {
-                    "type": "steps",
-                    "epoch": 0,
-                    "step": first,
-                    "global_step": first,
-                    "losses": [1.0] * batch,
-                    "lr": 0.1,
-                    "images_per_sec": 1.0,
-                }
-            ]
-        )
+        history.feed([Step(epoch=0, step=first, global_step=first, losses=(1.0,) * batch, lr=0.1, images_per_sec=1.0)])
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {"steps": steps, "points_kept": len(history.loss), "history_kib": round(current / 1024, 1)}

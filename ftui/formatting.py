@@ -21,3 +21,11 @@ def duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def shorten(text: str, width: int) -> str:
+    """The first line of text in at most width characters, ending in "…" where anything was left out."""
+    line = text.splitlines()[0] if text else ""
+    if len(line) <= width and line == text:
+        return line
+    return line[: max(width - 1, 0)].rstrip() + "…"

@@ -62,7 +62,7 @@ class ProgressPrinter:
     def _on_Step(self, e: ev.Step) -> None:
         self.progress.update(
             self.task,
-            completed=e.global_step + 1 - self.first_step,
+            completed=e.last_global_step + 1 - self.first_step,
             description=f"epoch {e.epoch + 1}/{self.epochs}",
             loss=f"{sum(e.losses) / len(e.losses):.3f}",
             ips=f"{e.images_per_sec:.0f}",

@@ -59,10 +59,11 @@ def tiny_catalog(tmp_path: Path) -> Path:
 
 def epoch_records(run_dir: Path) -> list[tuple]:
     """Each epoch's figures from a run folder's metrics.jsonl, for comparing two runs."""
+    from ftui.engine.events import EpochEnd
     from ftui.engine.runs import RunFolder
 
     return [
-        (m["epoch"], m["test_acc"], m["test_loss"], m["train_loss"])
-        for m in RunFolder(run_dir).read_metrics()
-        if m["type"] == "epoch"
+        (e.epoch, e.test_acc, e.test_loss, e.train_loss)
+        for e in RunFolder(run_dir).read_events()
+        if isinstance(e, EpochEnd)
     ]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 
+import pytest
+
+from ftui.engine import events as ev
 from ftui.engine.history import BoundedSeries, RunHistory
-from ftui.engine.runs import MetricsTail, RunFolder, list_runs
+from ftui.engine.runs import MetricsTail, RunFolder, list_runs, now_iso, parse_iso, run_state, seconds_since
 
 
 def test_bounded_series_never_exceeds_its_size_and_keeps_the_mean():
@@ -23,45 +28,46 @@ def test_metrics_tail_never_returns_half_a_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     tail = MetricsTail(path)
     assert tail.read() == []  # no file yet
+    warning = ev.RunWarning("a", time="t")
+    step = ev.Step(0, 0, 0, (2.5,), 0.1, 50.0)
     with open(path, "w") as f:
-        f.write(json.dumps({"type": "start"}) + "\n" + '{"type": "ste')
-    assert tail.read() == [{"type": "start"}]
+        f.write(json.dumps(ev.to_record(warning)) + "\n" + json.dumps(ev.to_record(step))[:12])
+    assert tail.read() == [warning]
     with open(path, "a") as f:
-        f.write('ps", "n": 1}\n')
-    assert tail.read() == [{"type": "steps", "n": 1}]
+        f.write(json.dumps(ev.to_record(step))[12:] + "\n")
+    assert tail.read() == [step]
     assert tail.read() == []
 
 
 def test_run_history_folds_records_and_forgets_a_retrained_epoch():
     h = RunHistory()
-    h.feed(
-        [
-            {"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 0},
-            {
-                "type": "steps",
-                "epoch": 0,
-                "step": 0,
-                "global_step": 0,
-                "losses": [2.0, 1.8],
-                "lr": 0.1,
-                "images_per_sec": 50,
-            },
-            {"type": "epoch", "epoch": 0, "test_acc": 30.0, "test_loss": 1.9, "train_loss": 1.9},
-            {
-                "type": "steps",
-                "epoch": 1,
-                "step": 0,
-                "global_step": 2,
-                "losses": [1.7],
-                "lr": 0.1,
-                "images_per_sec": 50,
-            },
-            {"type": "stopped", "reason": "stopped by request"},
-        ]
-    )
-    assert (h.epoch, h.step, h.global_step, h.state) == (1, 0, 2, "stopped")
+    records = [
+        {"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 0},
+        {
+            "type": "steps",
+            "epoch": 0,
+            "step": 0,
+            "global_step": 0,
+            "losses": [2.0, 1.8],
+            "lr": 0.1,
+            "images_per_sec": 50,
+        },
+        {"type": "epoch", "epoch": 0, "test_acc": 30.0, "test_loss": 1.9, "train_loss": 1.9},
+        {
+            "type": "steps",
+            "epoch": 1,
+            "step": 0,
+            "global_step": 2,
+            "losses": [1.7],
+            "lr": 0.1,
+            "images_per_sec": 50,
+        },
+        {"type": "stopped", "reason": "stopped by request"},
+    ]
+    h.feed([ev.from_record(r) for r in records])
+    assert (h.epoch, h.step, h.global_step, h.state, h.reason) == (1, 0, 2, "stopped", "stopped by request")
     assert h.best_acc == 30.0 and len(h.loss) == 3
-    h.feed([{"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 1}])
+    h.feed([ev.from_record({"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 1})])
     assert h.state == "running" and len(h.epochs) == 1
 
 
@@ -80,3 +86,22 @@ def test_list_runs_reports_a_dead_running_run_as_interrupted(tmp_path):
     assert runs["b-1"].state == "interrupted" and "resume" in runs["b-1"].reason
     assert runs["c-1"].state == "running"
     assert [r.name for r in list_runs(tmp_path)] == ["c-1", "b-1", "a-1"]  # newest first
+
+
+def test_interrupted_is_decided_by_one_function():
+    alive = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "reason": ""}
+    assert run_state(alive) == ("running", "")
+    assert run_state({**alive, "pid": 999_999_999})[0] == "interrupted"
+    assert (
+        run_state({**alive, "host": "another-machine"})[0] == "interrupted"
+    )  # another machine: its process is out of sight
+    assert run_state({**alive, "state": "failed", "pid": 999_999_999, "reason": "oom"}) == ("failed", "oom")
+
+
+def test_iso_stamps_are_read_back_as_written():
+    before = time.time()
+    assert parse_iso(now_iso()) == pytest.approx(before, abs=2)
+    assert parse_iso("2026-01-01T00:00:00+0000") == 1767225600.0
+    assert parse_iso("") is None and parse_iso(None) is None and parse_iso("yesterday") is None
+    assert seconds_since("2026-01-01T00:00:00+0100") == pytest.approx(time.time() - 1767222000.0, abs=2)
+    assert seconds_since("") is None

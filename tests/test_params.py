@@ -78,12 +78,25 @@ def test_lr_factor_shape():
     assert lr_factor(77, 100, 0, "constant") == 1.0
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adamw", "adam"])
-def test_optimizers_take_the_groups(make_exp, optimizer):
-    exp = make_exp(optimizer=optimizer, trainable=["fc"])
+@pytest.mark.parametrize(
+    "optimizer, kind, hyper",
+    [
+        ("sgd", torch.optim.SGD, {"momentum": 0.8, "nesterov": True, "weight_decay": 1e-3}),
+        ("adamw", torch.optim.AdamW, {"betas": (0.8, 0.999), "weight_decay": 1e-3}),
+        ("adam", torch.optim.Adam, {"betas": (0.8, 0.999), "weight_decay": 1e-3}),
+    ],
+)
+def test_optimizers_take_the_groups(make_exp, optimizer, kind, hyper):
+    # Values other than the defaults, so a setting that is dropped on the way shows.
+    exp = make_exp(optimizer=optimizer, trainable=["fc"], lr=0.02, momentum=0.8, nesterov=True, weight_decay=1e-3)
     model, units = _setup(exp)
     opt = make_optimizer(param_groups(model, units, exp), exp)
-    assert len(opt.param_groups) == 1 and opt.param_groups[0]["lr"] == exp.lr
+    assert type(opt) is kind  # AdamW is not an Adam subclass, nor the other way round
+    assert len(opt.param_groups) == 1
+    group = opt.param_groups[0]
+    assert group["unit"] == "fc" and group["lr"] == 0.02
+    assert {name: group[name] for name in hyper} == hyper
+    assert [id(p) for p in group["params"]] == [id(model.fc.weight), id(model.fc.bias)]
 
 
 def test_nothing_trainable_is_an_error(make_exp):

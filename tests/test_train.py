@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from ftui.engine import events as ev
 from ftui.engine.runs import RunFolder
 from ftui.engine.stop import StopRequest
-from ftui.engine.train import resume, train
+from ftui.engine.train import Diverged, resume, train
+from ftui.errors import FtuiError
 from tests.conftest import epoch_records
 
 
@@ -50,9 +51,8 @@ def test_tiny_run_finishes_with_events_metrics_and_checkpoints(make_exp, runs_ro
     folder = RunFolder(result.run_dir)
     assert folder.read_status()["state"] == "finished"
     assert folder.read_experiment()["name"] == "tiny"
-    records = folder.read_metrics()
-    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [0, 1]
-    assert sum(len(r["losses"]) for r in records if r["type"] == "steps") == 4
+    # The log holds the very events the callback got, in the same order: one format for both.
+    assert folder.read_events() == list(events)
     for name in ("last.safetensors", "best.safetensors", "resume.safetensors"):
         assert (result.run_dir / name).is_file()
     assert result.best_acc == max(e.test_acc for e in ends)
@@ -89,8 +89,9 @@ def test_stop_mid_run_keeps_the_last_good_checkpoint(make_exp, runs_root):
     events = Recorder(lambda e: stop.set() if isinstance(e, ev.Step) and e.epoch == 1 else None)
     result = train(make_exp(epochs=3, max_steps_per_epoch=4), events, stop, runs_root=runs_root)
     assert result.status == "stopped" and result.epochs_done == 1
-    last_step = events.of(ev.Step)[-1]
-    assert last_step.epoch == 1  # nothing ran after the step that saw the stop, beyond that one step
+    # Nothing ran after the report that saw the stop: it is the only one of epoch 2, and the log agrees.
+    assert [e.epoch for e in events.of(ev.Step)].count(1) == 1 and events.of(ev.Step)[-1].epoch == 1
+    assert [e for e in RunFolder(result.run_dir).read_events() if isinstance(e, ev.Step)] == events.of(ev.Step)
     stopped = events.of(ev.Stopped)[0]
     assert stopped.last_checkpoint == result.run_dir / "last.safetensors"
     status = RunFolder(result.run_dir).read_status()
@@ -116,6 +117,7 @@ def test_nan_loss_fails_the_run_with_a_reason(make_exp, runs_root):
     assert result.status == "failed"
     assert "nan" in result.reason.lower() or "inf" in result.reason.lower()
     assert "learning rate" in result.reason
+    assert issubclass(Diverged, FtuiError)  # handled, and worded, like every error a person can act on
     assert events.of(ev.Failed)[0].reason == result.reason
     assert RunFolder(result.run_dir).read_status()["state"] == "failed"
 
@@ -134,11 +136,55 @@ def test_batch_larger_than_dataset_is_explained(make_exp, runs_root):
     assert result.status == "failed" and "batch_size" in result.reason
 
 
-def test_a_failing_callback_does_not_stop_training(make_exp, runs_root):
+def test_a_failing_callback_does_not_stop_training_and_is_logged_once(make_exp, runs_root):
     def broken(event):
         raise RuntimeError("the UI went away")
 
-    assert train(make_exp(epochs=1), broken, runs_root=runs_root).status == "finished"
+    result = train(make_exp(epochs=1), broken, runs_root=runs_root)
+    assert result.status == "finished"
+    log = (result.run_dir / "error.log").read_text()
+    assert log.count("the on_event callback failed") == 1  # it failed on every event: written once
+    assert "failed on RunStarted" in log and "RuntimeError: the UI went away" in log and "Traceback" in log
+
+
+def test_resume_trains_a_partial_epoch_again_and_says_so(make_exp, runs_root):
+    stop = threading.Event()
+    first = train(
+        make_exp(epochs=2, max_steps_per_epoch=4),
+        Recorder(lambda e: stop.set() if isinstance(e, ev.Step) and e.epoch == 1 else None),
+        stop,
+        runs_root=runs_root,
+    )
+    assert first.status == "stopped" and first.epochs_done == 1
+    events = Recorder()
+    assert resume(first.run_dir, events).status == "finished"
+    warnings = events.of(ev.RunWarning)
+    assert len(warnings) == 1 and warnings[0].message.startswith("Epoch 2 had not completed")
+    logged = RunFolder(first.run_dir).read_events()
+    assert warnings[0] in logged
+    # The dropped steps are gone from the log: each of the run's 8 steps is there once.
+    steps = [s for e in logged if isinstance(e, ev.Step) for s in range(e.global_step, e.last_global_step + 1)]
+    assert steps == list(range(8))
+
+
+def test_training_and_ftui_eval_evaluate_in_batches_of_the_same_size(make_exp, runs_root, monkeypatch):
+    import ftui.engine.evaluation as evaluation_module
+    import ftui.engine.train as train_module
+
+    sizes = []
+
+    def spy(real):
+        def evaluate(model, images, labels, augment, batch_size, *args, **kwargs):
+            sizes.append(batch_size)
+            return real(model, images, labels, augment, batch_size, *args, **kwargs)
+
+        return evaluate
+
+    monkeypatch.setattr(train_module, "evaluate", spy(train_module.evaluate))
+    monkeypatch.setattr(evaluation_module, "evaluate", spy(evaluation_module.evaluate))
+    result = train(make_exp(epochs=1, batch_size=8), runs_root=runs_root)
+    evaluation_module.evaluate_checkpoint(result.run_dir / "best.safetensors", "cpu")
+    assert sizes == [16, 16]  # the epoch's evaluation, then ftui eval's
 
 
 def test_resume_ends_exactly_like_an_uninterrupted_run(make_exp, runs_root):
@@ -302,4 +348,12 @@ def test_a_run_trains_and_says_in_the_precision_it_uses(
     result = train(make_exp(precision=precision, epochs=1, max_steps_per_epoch=1), events, runs_root=runs_root)
     assert result.status == "finished", result.reason
     assert events.of(ev.RunStarted)[0].device == shown
+    # Asked for bf16 and given float32: the run says so, in its log as well.
+    warnings = events.of(ev.RunWarning)
+    if precision == "bf16" and not native:
+        assert len(warnings) == 1 and warnings[0].message.startswith('precision = "bf16", but cpu has no native bf16')
+        assert "trains in float32" in warnings[0].message
+        assert warnings[0] in RunFolder(result.run_dir).read_events()
+    else:
+        assert warnings == []
     assert {t.dtype for t in seen} == {dtype}  # the training steps and the evaluation alike

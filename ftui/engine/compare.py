@@ -59,10 +59,11 @@ def _reference(exp) -> dict[str, torch.Tensor]:
 def _movement(
     name: str, params: int, trained: bool, pairs: list[tuple[torch.Tensor, torch.Tensor | None]]
 ) -> UnitMovement:
-    if any(w0 is None or w0.shape != w.shape for w, w0 in pairs):
+    known = [(w, w0) for w, w0 in pairs if w0 is not None and w0.shape == w.shape]
+    if len(known) < len(pairs):
         return UnitMovement(name, params, trained, True, None, None)
-    diff = sum(float((w.double() - w0.double()).pow(2).sum()) for w, w0 in pairs)
-    base = sum(float(w0.double().pow(2).sum()) for _, w0 in pairs)
+    diff = sum(float((w.double() - w0.double()).pow(2).sum()) for w, w0 in known)
+    base = sum(float(w0.double().pow(2).sum()) for _, w0 in known)
     abs_change = math.sqrt(diff)
     relative = abs_change / math.sqrt(base) if base > 0 else (math.inf if diff > 0 else 0.0)
     return UnitMovement(name, params, trained, False, relative, abs_change)

@@ -24,6 +24,17 @@ class Evaluation:
     images: int
 
 
+def eval_batch_size(exp: Experiment) -> int:
+    """Images per evaluation batch, the same for the training loop and `ftui eval`.
+
+    Twice the training batch: training already showed that batch_size images fit in memory with
+    their activations kept for backward and their gradients; evaluation keeps neither, so twice as
+    many fit. A fixed floor (such as 256) would not: a person who lowered batch_size to fit a large
+    model would see evaluation run out of memory.
+    """
+    return 2 * exp.batch_size
+
+
 def test_augment(exp: Experiment, device: torch.device) -> Augment:
     mean, std = NORMALIZATIONS[exp.normalize]
     return Augment(exp.input_size, mean, std, channels_last=uses_channels_last(device))
@@ -66,7 +77,9 @@ def evaluate_checkpoint(path: Path, device_name: str = "auto", max_images: int =
     data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
     limit = max_images or exp.max_test_images or len(data.test_images)
     images, labels = data.test_images[:limit].to(device), data.test_labels[:limit].to(device)
-    model.to(device, memory_format=torch.channels_last if uses_channels_last(device) else torch.preserve_format)
-    result = evaluate(model, images, labels, test_augment(exp, device), max(exp.batch_size, 256), exp.precision)
+    model.to(device)
+    if uses_channels_last(device):
+        model.to(memory_format=torch.channels_last)
+    result = evaluate(model, images, labels, test_augment(exp, device), eval_batch_size(exp), exp.precision)
     assert result is not None  # no stop event given
     return result, exp

@@ -1,14 +1,17 @@
-"""A run's curves, rebuilt from its metrics records, in bounded memory.
+"""A run's curves, rebuilt from its events, in bounded memory.
 
 Whoever shows a run (the live screen, a re-opened ftui, a comparison) feeds
-the records of metrics.jsonl into a RunHistory. Step losses are kept as a
+the events read from metrics.jsonl into a RunHistory. Step losses are kept as a
 BoundedSeries: when it fills up, neighbouring points merge into their mean,
 so a run of any length costs the same memory; the full log stays on disk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from .events import RECORD_TYPES, Ending, EpochEnd, Event, RunStarted, Step
 
 
 class BoundedSeries:
@@ -54,62 +57,55 @@ def _mean(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 @dataclass
 class RunHistory:
-    """Everything a viewer shows about one run, folded from its records."""
+    """Everything a viewer shows about one run, folded from its events."""
 
     smoothing: float = 0.9  # exponential moving average of the step loss
-    start: dict = field(default_factory=dict)
+    start: RunStarted | None = None
     loss: BoundedSeries = field(default_factory=BoundedSeries)
     smoothed: BoundedSeries = field(default_factory=BoundedSeries)
-    epochs: list[dict] = field(default_factory=list)
+    epochs: list[EpochEnd] = field(default_factory=list)
     state: str = "running"
     reason: str = ""
     epoch: int = 0  # 0-based epoch of the latest step
-    step: int = -1  # 0-based step of the latest report within its epoch
+    step: int = -1  # 0-based step of the latest report's last step, within its epoch
     global_step: int = -1
     lr: float | None = None
     images_per_sec: float | None = None
     _ema: float | None = None
 
-    def feed(self, records: list[dict]) -> None:
-        for record in records:
-            handler = getattr(self, f"_on_{record.get('type')}", None)
-            if handler:
-                handler(record)
+    def feed(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if isinstance(event, RunStarted):
+                self._started(event)
+            elif isinstance(event, Step):
+                self._steps(event)
+            elif isinstance(event, EpochEnd):
+                self.epochs.append(event)
+            elif isinstance(event, Ending):
+                self.state, self.reason = RECORD_TYPES[type(event)], event.reason
 
     @property
     def steps_per_epoch(self) -> int:
-        return int(self.start.get("steps_per_epoch", 0))
+        return self.start.steps_per_epoch if self.start else 0
 
     @property
     def total_epochs(self) -> int:
-        return int(self.start.get("epochs", 0))
+        return self.start.epochs if self.start else 0
 
     @property
     def best_acc(self) -> float | None:
-        return max((e["test_acc"] for e in self.epochs), default=None)
+        return max((e.test_acc for e in self.epochs), default=None)
 
-    def _on_start(self, record: dict) -> None:
-        self.start = record
+    def _started(self, event: RunStarted) -> None:
+        self.start = event
         self.state, self.reason = "running", ""
         # A resumed run re-trains a partial epoch: forget what came after its checkpoint.
-        first = record.get("start_epoch", 0)
-        self.epochs = [e for e in self.epochs if e["epoch"] < first]
+        self.epochs = [e for e in self.epochs if e.epoch < event.start_epoch]
 
-    def _on_steps(self, record: dict) -> None:
-        first = record["global_step"]
-        for i, loss in enumerate(record["losses"]):
-            self.loss.append(first + i, loss)
+    def _steps(self, event: Step) -> None:
+        for i, loss in enumerate(event.losses):
+            self.loss.append(event.global_step + i, loss)
             self._ema = loss if self._ema is None else self.smoothing * self._ema + (1 - self.smoothing) * loss
-            self.smoothed.append(first + i, self._ema)
-        count = len(record["losses"])
-        self.epoch, self.step = record["epoch"], record["step"] + count - 1
-        self.global_step = first + count - 1
-        self.lr, self.images_per_sec = record.get("lr"), record.get("images_per_sec")
-
-    def _on_epoch(self, record: dict) -> None:
-        self.epochs.append(record)
-
-    def _end(self, record: dict) -> None:
-        self.state, self.reason = record["type"], record.get("reason", "")
-
-    _on_finished = _on_stopped = _on_failed = _end
+            self.smoothed.append(event.global_step + i, self._ema)
+        self.epoch, self.step, self.global_step = event.epoch, event.last_step, event.last_global_step
+        self.lr, self.images_per_sec = event.lr, event.images_per_sec

@@ -70,12 +70,12 @@ def check_model_name(name: str) -> str:
     )
 
 
-def _find_head(model: nn.Module) -> str:
-    """Qualified name of the final Linear layer: the classifier head."""
+def _find_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """Qualified name and module of the final Linear layer: the classifier head."""
     last = None
     for qname, module in model.named_modules():
         if isinstance(module, nn.Linear):
-            last = qname
+            last = qname, module
     if last is None:
         raise ModelError(f"{type(model).__name__} has no Linear classifier head that ftui can replace.")
     return last
@@ -88,24 +88,29 @@ def _set_submodule(model: nn.Module, qname: str, module: nn.Module) -> None:
 
 
 def replace_head(model: nn.Module, num_classes: int) -> str:
-    head = _find_head(model)
-    old = model.get_submodule(head)
+    head, old = _find_head(model)
     _set_submodule(model, head, nn.Linear(old.in_features, num_classes, device=old.weight.device))
     return head
 
 
+def _resnet_stem(model: nn.Module) -> nn.Conv2d | None:
+    """conv1 of a ResNet-style model (a Conv2d conv1 followed by a maxpool); None for other models."""
+    conv1 = getattr(model, "conv1", None)
+    return conv1 if isinstance(conv1, nn.Conv2d) and hasattr(model, "maxpool") else None
+
+
 def has_resnet_stem(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "conv1", None), nn.Conv2d) and hasattr(model, "maxpool")
+    return _resnet_stem(model) is not None
 
 
 def apply_cifar_stem(model: nn.Module) -> None:
     """The report's §3.1 change: 3x3 stride-1 conv1 and no maxpool, for 32x32 inputs."""
-    if not has_resnet_stem(model):
+    old = _resnet_stem(model)
+    if old is None:
         raise ModelError(
             f"cifar_stem applies to ResNet-style models (conv1 + maxpool); {type(model).__name__} has none. "
             "Set cifar_stem = false."
         )
-    old = model.conv1
     model.conv1 = nn.Conv2d(
         old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False, device=old.weight.device
     )
@@ -119,7 +124,8 @@ def _count(model: nn.Module, prefixes: tuple[str, ...]) -> int:
 
 def _vgg_units(model: VGG) -> list[tuple[str, tuple[str, ...]]]:
     # features is conv/relu(/bn) runs separated by MaxPool2d: one unit per run.
-    units, current = [], []
+    units: list[tuple[str, tuple[str, ...]]] = []
+    current: list[str] = []
     for idx, module in enumerate(model.features):
         current.append(f"features.{idx}")
         if isinstance(module, nn.MaxPool2d):
@@ -140,7 +146,7 @@ def _vit_units(model: VisionTransformer) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _child_units(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
-    units = [(name, (name,)) for name, _ in model.named_parameters(recurse=False)]
+    units: list[tuple[str, tuple[str, ...]]] = [(name, (name,)) for name, _ in model.named_parameters(recurse=False)]
     for name, child in model.named_children():
         if any(True for _ in child.parameters()):
             units.append((name, (name,)))
@@ -189,7 +195,7 @@ def describe(name: str, cifar_stem: bool = False, num_classes: int = 10) -> Mode
     with torch.device("meta"):
         model = _construct(name, num_classes, cifar_stem)
     units = layer_units(model)
-    head = unit_of(units, _find_head(model)).name
+    head = unit_of(units, _find_head(model)[0]).name
     fixed = model.image_size if isinstance(model, VisionTransformer) else None
     return ModelInfo(name, units, head, fixed, has_resnet_stem(model))
 

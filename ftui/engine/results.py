@@ -1,8 +1,9 @@
 """The report's Table 1 beside ftui's measured accuracies, and its export as Markdown and CSV.
 
 One row per catalog experiment, in catalog order. "Measured" is the best test
-accuracy over the experiment's finished runs: a stopped or failed run did not
-follow the recipe to the end, so comparing it with the report would mislead.
+accuracy over the experiment's finished runs (``measured``): a stopped or
+failed run did not follow the recipe to the end, so comparing it with the
+report would mislead. The catalog screen's "ftui" column is the same figure.
 Runs of experiments no longer in the catalog are listed after, by name, so a
 renamed or deleted entry does not hide a result already paid for.
 """
@@ -56,6 +57,10 @@ class ResultRow:
     in_catalog: bool = True
 
     @property
+    def note(self) -> str:
+        return measured_note(self.runs, self.run)
+
+    @property
     def difference(self) -> float | None:
         if self.measured is None or self.reference is None:
             return None
@@ -83,14 +88,50 @@ def summarize_units(trainable, units) -> str:
     return frozen if len(frozen) < len(listed) else listed
 
 
-def _best_finished(runs: list[RunSummary]) -> tuple[RunSummary | None, int]:
+@dataclass(frozen=True)
+class Measured:
+    """What ftui measured for one experiment: the best test accuracy of its finished runs."""
+
+    best: RunSummary | None  # the finished run with the best accuracy
+    finished: int  # how many finished runs there are
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.best.best_acc if self.best else None
+
+    def note(self) -> str:
+        return measured_note(self.finished, self.best.name if self.best else "")
+
+
+def measured_note(finished: int, run: str) -> str:
+    """What the measured figure is, said the same way on every screen."""
+    if not run:
+        return "no finished run yet"
+    return f"best of {finished} finished run{'' if finished == 1 else 's'}: {run}"
+
+
+def measured(runs: list[RunSummary]) -> Measured:
+    """The one definition of ftui's measured accuracy for the runs of one experiment."""
     finished = [r for r in runs if r.state == "finished"]
-    scored = [r for r in finished if r.best_acc is not None]
-    return max(scored, key=lambda r: r.best_acc, default=None), len(finished)
+    scored = [(r.best_acc, r) for r in finished if r.best_acc is not None]
+    best = max(scored, key=lambda pair: pair[0], default=None)
+    return Measured(best[1] if best else None, len(finished))
+
+
+def by_experiment(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    grouped: dict[str, list[RunSummary]] = defaultdict(list)
+    for run in runs:
+        grouped[run.experiment].append(run)
+    return dict(grouped)
+
+
+def measured_by_experiment(runs: list[RunSummary]) -> dict[str, Measured]:
+    return {name: measured(group) for name, group in by_experiment(runs).items()}
 
 
 def _row(name: str, model: str, size, trains: str, reference, runs: list[RunSummary], in_catalog=True) -> ResultRow:
-    best, count = _best_finished(runs)
+    found = measured(runs)
+    best, count = found.best, found.finished
     return ResultRow(
         name,
         model,
@@ -106,7 +147,7 @@ def _row(name: str, model: str, size, trains: str, reference, runs: list[RunSumm
 
 
 def _orphan_row(name: str, runs: list[RunSummary]) -> ResultRow | None:
-    best, _ = _best_finished(runs)
+    best = measured(runs).best
     if best is None:
         return None  # nothing measured: a removed experiment's failed runs are noise here
     try:
@@ -119,9 +160,7 @@ def _orphan_row(name: str, runs: list[RunSummary]) -> ResultRow | None:
 
 
 def results_table(catalog: Catalog, runs: list[RunSummary]) -> list[ResultRow]:
-    by_name: dict[str, list[RunSummary]] = defaultdict(list)
-    for run in runs:
-        by_name[run.experiment].append(run)
+    by_name = by_experiment(runs)
     rows = [
         _row(
             e.name,

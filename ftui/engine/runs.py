@@ -8,6 +8,7 @@
         best.safetensors    model with the best test accuracy so far
         resume.safetensors  optimizer, scheduler and RNG state for the latest epoch
         resume.prev.safetensors  the same for the epoch before (a crash between writes needs it)
+        error.log           only if something went wrong that the person cannot act on: tracebacks
 
 Anything that shows a run (the CLI, the TUI, a re-opened ftui) reads these.
 """
@@ -20,11 +21,14 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import RunError
 from .atomic import atomic_write_text
+from .events import Event, from_record, to_record
 
 EXPERIMENT = "experiment.json"
 STATUS = "status.json"
@@ -33,6 +37,7 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 RESUME = "resume.safetensors"
 RESUME_PREVIOUS = "resume.prev.safetensors"  # the epoch before, until last.safetensors catches up
+ERROR_LOG = "error.log"
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
@@ -43,8 +48,27 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return stale
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # what every time in a run folder is written as: 2026-01-01T10:00:00+0000
+
+
 def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return time.strftime(ISO_FORMAT)
+
+
+def parse_iso(stamp: str | None) -> float | None:
+    """The POSIX time of a stamp now_iso wrote; None for anything else (missing, empty, another format)."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.strptime(stamp, ISO_FORMAT).timestamp()
+    except ValueError:
+        return None
+
+
+def seconds_since(stamp: str | None) -> float | None:
+    """Seconds from a now_iso stamp to now; None when the stamp cannot be read."""
+    then = parse_iso(stamp)
+    return None if then is None else time.time() - then
 
 
 def create_run_dir(root: Path, experiment: str) -> Path:
@@ -82,23 +106,24 @@ class RunFolder:
     def read_status(self) -> dict:
         return self._read_json(STATUS)
 
-    def read_metrics(self) -> list[dict]:
-        """Every complete line of metrics.jsonl; a torn last line (crash mid-write) is skipped."""
+    def read_events(self) -> list[Event]:
+        """Every event in metrics.jsonl; a torn last line (crash mid-write) and unknown lines are skipped."""
+        return [event for _record, event in self._records() if event is not None]
+
+    def keep_events(self, keep: Callable[[Event], bool]) -> None:
+        """Rewrite metrics.jsonl with only the events ``keep`` accepts (resume drops a partial epoch).
+
+        Kept lines are written back as they were read, lines of a type this
+        ftui does not know included.
+        """
+        kept = [record for record, event in self._records() if event is None or keep(event)]
+        atomic_write_text(self.file(METRICS), "".join(json.dumps(r) + "\n" for r in kept))
+
+    def _records(self) -> list[tuple[dict, Event | None]]:
         path = self.file(METRICS)
         if not path.exists():
             return []
-        records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
-
-    def keep_metrics(self, keep) -> None:
-        """Rewrite metrics.jsonl with only the records ``keep`` accepts (resume drops a partial epoch)."""
-        lines = [json.dumps(r) for r in self.read_metrics() if keep(r)]
-        atomic_write_text(self.file(METRICS), "".join(line + "\n" for line in lines))
+        return [read for line in path.read_bytes().splitlines() if (read := _decode(line)) is not None]
 
     def _read_json(self, name: str) -> dict:
         path = self.file(name)
@@ -116,6 +141,9 @@ class MetricsLog:
     def __init__(self, path: Path):
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
 
+    def append(self, event: Event) -> None:
+        self.write(to_record(event))
+
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -125,6 +153,15 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _decode(line: bytes) -> tuple[dict, Event | None] | None:
+    """One line of metrics.jsonl: (its object, its event or None if of an unknown type); None if unreadable."""
+    try:
+        record = json.loads(line)
+        return (record, from_record(record)) if isinstance(record, dict) else None
+    except (ValueError, TypeError):  # torn, not JSON (UnicodeDecodeError is a ValueError), or a wrong value
+        return None
 
 
 def process_alive(status: dict) -> bool:
@@ -138,6 +175,22 @@ def process_alive(status: dict) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+INTERRUPTED = "interrupted"
+INTERRUPTED_REASON = "its process ended without closing the run (killed or crashed); resume it"
+
+
+def run_state(status: dict) -> tuple[str, str]:
+    """(state, reason) of a status.json: "running" only while the process that wrote it is alive.
+
+    A run whose process died without closing it (killed, crashed, the machine
+    went down) still says "running" on disk; it is "interrupted", and resumable.
+    """
+    state, reason = status.get("state", "?"), status.get("reason", "")
+    if state == "running" and not process_alive(status):
+        return INTERRUPTED, INTERRUPTED_REASON
+    return state, reason
 
 
 @dataclass(frozen=True)
@@ -162,10 +215,7 @@ class RunSummary:
 def summarize_run(path: Path) -> RunSummary:
     folder = RunFolder(path)
     status = folder.read_status()
-    state = status.get("state", "?")
-    reason = status.get("reason", "")
-    if state == "running" and not process_alive(status):
-        state, reason = "interrupted", "its process ended without closing the run (killed or crashed); resume it"
+    state, reason = run_state(status)
     return RunSummary(
         path=path,
         experiment=folder.read_experiment().get("name", path.name),
@@ -205,7 +255,7 @@ class MetricsTail:
         self._offset = 0
         self._partial = b""
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[Event]:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
@@ -215,13 +265,7 @@ class MetricsTail:
         self._offset += len(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+        return [read[1] for line in lines if (read := _decode(line)) is not None and read[1] is not None]
 
 
 class DeviceLock:
@@ -253,7 +297,9 @@ class DeviceLock:
         self.update(holder)
 
     def update(self, holder: dict) -> None:
-        """Say who holds the device (shown to whoever is refused)."""
+        """Say who holds the device (shown to whoever is refused); only while holding it."""
+        if self._fd is None:
+            raise RuntimeError("DeviceLock.update before acquire")
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps({**holder, "pid": os.getpid()}).encode(), 0)
 

@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +49,10 @@ from .device import (
     is_out_of_memory,
     resolve_device,
     tune_for,
+    uses_bf16,
     uses_channels_last,
 )
-from .evaluation import evaluate, test_augment
+from .evaluation import eval_batch_size, evaluate, test_augment
 from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
 from .params import (
@@ -64,6 +66,7 @@ from .params import (
 )
 from .runs import (
     BEST,
+    ERROR_LOG,
     EXPERIMENT,
     LAST,
     METRICS,
@@ -74,8 +77,8 @@ from .runs import (
     RunFolder,
     create_run_dir,
     now_iso,
-    process_alive,
     remove_stale_temporaries,
+    run_state,
 )
 from .stop import stop_reason
 from .validation import experiment_from_dict
@@ -85,8 +88,8 @@ REPORT_INTERVAL = 0.25  # seconds between step reports (and host syncs)
 EventSink = Callable[[ev.Event], None]
 
 
-class _Diverged(Exception):
-    pass
+class Diverged(RunError):
+    """The training loss stopped being a finite number: the run cannot go on."""
 
 
 @dataclass
@@ -141,7 +144,9 @@ def _prepare(exp: Experiment, from_checkpoint: Path | None = None) -> _Setup:
     units = layer_units(model)
     apply_trainable(model, units, exp.trainable)
     channels_last = uses_channels_last(device)
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(param_groups(model, units, exp), exp)
     steps = _steps_per_epoch(exp, len(data.train_images))
     mean, std = NORMALIZATIONS[exp.normalize]
@@ -150,7 +155,8 @@ def _prepare(exp: Experiment, from_checkpoint: Path | None = None) -> _Setup:
     generator.manual_seed(exp.seed)
     # The compiled wrapper shares the model's parameters; its state dict would prefix every
     # name with "_orig_mod.", so checkpoints are always taken from the model itself.
-    forward = torch.compile(model) if exp.compile else model
+    # torch.compile of a Module returns an OptimizedModule, itself a Module; its annotation says only "a callable".
+    forward = cast(nn.Module, torch.compile(model)) if exp.compile else model
     return _Setup(
         exp,
         device,
@@ -168,18 +174,52 @@ def _prepare(exp: Experiment, from_checkpoint: Path | None = None) -> _Setup:
     )
 
 
-def _safe_sink(on_event: EventSink | None) -> EventSink:
-    """A callback that fails (say, the UI is gone) must never take the run down with it."""
-    if on_event is None:
-        return lambda event: None
+def _append_error_log(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
 
-    def sink(event: ev.Event) -> None:
+
+class _SafeSink:
+    """The caller's on_event, which must never take the run down with it (say, the UI is gone).
+
+    Its first failure is written to the run's error.log, with its traceback, as
+    soon as the run has a folder; later ones are not: a callback that fails on
+    every step would otherwise fill the disk.
+    """
+
+    def __init__(self, on_event: EventSink | None):
+        self.on_event = on_event
+        self.failed = False
+        self.error_log: Path | None = None
+        self._unwritten: str | None = None
+
+    def __call__(self, event: ev.Event) -> None:
+        if self.on_event is None:
+            return
         try:
-            on_event(event)
+            self.on_event(event)
         except Exception:
-            pass
+            if not self.failed:
+                self.failed = True
+                self._unwritten = (
+                    f"{now_iso()} the on_event callback failed on {type(event).__name__}; training went on "
+                    "without it (later failures of the callback are not logged):\n" + traceback.format_exc()
+                )
+                self._write()
 
-    return sink
+    def attach(self, run_dir: Path) -> None:
+        """The run has its folder now: its error log is where a failure goes."""
+        self.error_log = run_dir / ERROR_LOG
+        self._write()
+
+    def _write(self) -> None:
+        if self._unwritten is None or self.error_log is None:
+            return
+        try:
+            _append_error_log(self.error_log, self._unwritten)
+        except OSError:
+            pass  # the disk is full or the folder gone: the run's own writes will say so
+        self._unwritten = None
 
 
 def _failed_early(emit: EventSink, exc: FtuiError, run_dir: Path | None = None) -> ev.RunResult:
@@ -204,7 +244,7 @@ def train(
     share_device: bool = False,
 ) -> ev.RunResult:
     """Run an experiment to the end (or until ``stop`` is set) and return how it ended."""
-    emit = _safe_sink(on_event)
+    emit = _SafeSink(on_event)
     lock = None
     try:
         setup = _prepare(exp)
@@ -218,6 +258,7 @@ def train(
         if isinstance(exc, OSError):
             exc = FtuiError(f"Could not create a run folder under {runs_root}: {exc}")
         return _failed_early(emit, exc)
+    emit.attach(folder.path)
     if lock is not None:
         lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
     return _Loop(setup, folder, emit, stop or threading.Event(), start_epoch=0, best_acc=None, lock=lock).run()
@@ -225,9 +266,10 @@ def train(
 
 def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
     status = folder.read_status()
-    if status.get("state") == "finished":
+    state, _reason = run_state(status)
+    if state == "finished":
         raise RunError(f"{folder.path} already finished all {exp.epochs} epochs; there is nothing to resume.")
-    if status.get("state") == "running" and process_alive(status):
+    if state == "running":
         raise RunError(f"{folder.path} is still running in process {status['pid']}; stop it before resuming.")
     if not folder.file(LAST).exists() or not (folder.file(RESUME).exists() or folder.file(RESUME_PREVIOUS).exists()):
         raise RunError(
@@ -267,11 +309,12 @@ def resume(
     share_device: bool = False,
 ) -> ev.RunResult:
     """Continue a stopped, failed or interrupted run from its last checkpoint to its planned last epoch."""
-    emit = _safe_sink(on_event)
+    emit = _SafeSink(on_event)
     folder = RunFolder(Path(run_dir))
     lock = None
     try:
         exp = experiment_from_dict(folder.read_experiment(), where=str(folder.file(EXPERIMENT)))
+        emit.attach(folder.path)  # a run folder: a failing callback is logged there
         _check_resumable(folder, exp)
         setup = _prepare(exp, from_checkpoint=folder.file(LAST))
         epoch, rng = load_resume_state(_resume_state_for(folder), setup.optimizer, setup.scheduler)
@@ -284,11 +327,29 @@ def resume(
     remove_stale_temporaries(folder.path)  # a process killed mid-write leaves its temporary file
     start = epoch + 1
     # Steps of an epoch that never completed are dropped: it is trained again from its start.
-    folder.keep_metrics(lambda r: r.get("epoch", -1) < start)
-    accs = [r["test_acc"] for r in folder.read_metrics() if r.get("type") == "epoch"]
+    events = folder.read_events()
+
+    def kept(e: ev.Event) -> bool:
+        return not isinstance(e, ev.Step | ev.EpochEnd | ev.CheckpointSaved) or e.epoch < start
+
+    dropped = sum(len(e.losses) for e in events if isinstance(e, ev.Step) and not kept(e))
+    folder.keep_events(kept)
+    accs = [e.test_acc for e in events if isinstance(e, ev.EpochEnd) and kept(e)]
     folder.write_status("running", resumed_at=now_iso(), reason="")
+    warnings = (
+        [f"Epoch {start + 1} had not completed: its {dropped} steps done before are dropped and it is trained again."]
+        if dropped
+        else []
+    )
     return _Loop(
-        setup, folder, emit, stop or threading.Event(), start_epoch=start, best_acc=max(accs, default=None), lock=lock
+        setup,
+        folder,
+        emit,
+        stop or threading.Event(),
+        start_epoch=start,
+        best_acc=max(accs, default=None),
+        lock=lock,
+        warnings=warnings,
     ).run()
 
 
@@ -302,10 +363,12 @@ class _Loop:
         emit: EventSink,
         stop: threading.Event,
         start_epoch: int,
-        best_acc,
+        best_acc: float | None,
         lock: DeviceLock | None = None,
+        warnings: list[str] | None = None,
     ):
         self.s = setup
+        self.warnings = list(warnings or [])
         self.lock = lock
         self.folder = folder
         self.emit = emit
@@ -329,9 +392,7 @@ class _Loop:
                 if not self._train_epoch(epoch) or not self._end_epoch(epoch):
                     return self._stopped()
             return self._finished()
-        except _Diverged as exc:
-            return self._failed(str(exc))
-        except FtuiError as exc:
+        except FtuiError as exc:  # Diverged included
             return self._failed(str(exc))
         except OSError as exc:  # disk full, permissions, a vanished folder: the files already on disk are intact
             return self._failed(
@@ -345,8 +406,8 @@ class _Loop:
                     f"Out of memory on {self.s.device} with batch_size = {self.s.exp.batch_size}. "
                     "Lower batch_size (or input_size) and resume or start again."
                 )
-            self._failed(f"Internal error: {exc!r}. The traceback is in {self.folder.file('error.log')}.")
-            (self.folder.file("error.log")).write_text(traceback.format_exc(), encoding="utf-8")
+            self._failed(f"Internal error: {exc!r}. The traceback is in {self.folder.file(ERROR_LOG)}.")
+            _append_error_log(self.folder.file(ERROR_LOG), traceback.format_exc())
             raise
         finally:
             try:
@@ -372,15 +433,23 @@ class _Loop:
             batch_size=exp.batch_size,
             train_images=len(self.s.data.train_images),
             test_images=len(self.s.data.test_images),
+            time=now_iso(),
         )
-        # The same facts go to the log, so a viewer of the run folder alone (another ftui) knows them.
-        record = {
-            **dataclasses.asdict(started),
-            "run_dir": str(self.folder.path),
-            "trainable_units": list(exp.trainable),
-        }
-        self.metrics.write({"type": "start", "time": now_iso(), **record})
-        self.emit(started)
+        self._publish(started)
+        if exp.precision == "bf16" and not uses_bf16(self.s.device, exp.precision):
+            self.warnings.append(
+                f'precision = "bf16", but {self.s.device} has no native bf16 kernels (AVX512-BF16 or AMX), '
+                "where bf16 is slower than float32: this run trains in float32."
+            )
+        for message in self.warnings:
+            self._publish(ev.RunWarning(message, time=now_iso()))
+
+    def _publish(self, event: ev.Event, sync: bool = False) -> None:
+        """To the run folder's log first (the single source of truth), then to the caller."""
+        self.metrics.append(event)
+        if sync:
+            self.metrics.sync()
+        self.emit(event)
 
     # -- one epoch -----------------------------------------------------------
 
@@ -420,7 +489,7 @@ class _Loop:
         values = self.losses[first : step + 1].tolist()  # the loop's only host sync
         bad = next((v for v in values if not math.isfinite(v)), None)
         if bad is not None:
-            raise _Diverged(
+            raise Diverged(
                 f"The training loss became {bad} at epoch {epoch + 1}, step {first + values.index(bad) + 1}. "
                 f"Lower the learning rate (lr = {self.s.exp.lr:g}) and start again; "
                 "checkpoints from earlier epochs are kept."
@@ -428,19 +497,7 @@ class _Loop:
         now = time.monotonic()
         ips = len(values) * self.s.exp.batch_size / max(now - self.last_report_time, 1e-9)
         lr = self.s.optimizer.param_groups[0]["lr"]
-        steps = self.s.steps_per_epoch
-        self.metrics.write(
-            {
-                "type": "steps",
-                "epoch": epoch,
-                "step": first,
-                "global_step": epoch * steps + first,
-                "losses": values,
-                "lr": lr,
-                "images_per_sec": ips,
-            }
-        )
-        self.emit(ev.Step(epoch, step, epoch * steps + step, tuple(values), lr, ips))
+        self._publish(ev.Step(epoch, first, epoch * self.s.steps_per_epoch + first, tuple(values), lr, ips))
         self.epoch_losses.extend(values)
         self.reported, self.last_report_time, self.next_report = step + 1, now, now + REPORT_INTERVAL
 
@@ -451,7 +508,7 @@ class _Loop:
             s.data.test_images,
             s.data.test_labels,
             s.eval_augment,
-            s.exp.batch_size * 2,
+            eval_batch_size(s.exp),
             s.exp.precision,
             self.stop,
         )
@@ -467,15 +524,12 @@ class _Loop:
             seconds=time.monotonic() - self.epoch_started,
             images_per_sec=images / max(self.train_seconds, 1e-9),
         )
-        record = {"type": "epoch", **dataclasses.asdict(end)}
-        self.metrics.write(record)
-        self.metrics.sync()
-        self.emit(end)
+        self._publish(end, sync=True)
         self.history.append(end)
-        self._checkpoint(epoch, end, record)
+        self._checkpoint(epoch, end)
         return True
 
-    def _checkpoint(self, epoch: int, end: ev.EpochEnd, record: dict) -> None:
+    def _checkpoint(self, epoch: int, end: ev.EpochEnd) -> None:
         s = self.s
         rng = {"torch": torch.get_rng_state(), "data": s.generator.get_state()}
         if s.device.type == "cuda":
@@ -493,28 +547,32 @@ class _Loop:
         for kind in kinds:
             path = self.folder.file(LAST if kind == "last" else BEST)
             save_model_checkpoint(
-                path, tensors, kind=kind, epoch=epoch, experiment=s.exp, metrics=record, classes=s.data.classes
+                path,
+                tensors,
+                kind=kind,
+                epoch=epoch,
+                experiment=s.exp,
+                metrics=ev.to_record(end),
+                classes=s.data.classes,
             )
-            self.emit(ev.CheckpointSaved(path, kind, epoch, end.test_acc))
+            self._publish(ev.CheckpointSaved(path, kind, epoch, end.test_acc))
         self.epochs_done = epoch + 1
         self.folder.write_status("running", epochs_done=self.epochs_done, best_acc=self.best_acc, last_acc=end.test_acc)
 
     # -- endings -------------------------------------------------------------
 
-    def _result(self, status: str, reason: str = "") -> ev.RunResult:
-        final = self.history[-1].test_acc if self.history else None
-        return ev.RunResult(status, self.folder.path, self.best_acc, final, self.epochs_done, reason, self.history)
-
-    def _close_status(self, state: str, reason: str = "") -> None:
+    def _close(self, ending: ev.Ending) -> ev.RunResult:
+        """Log the ending, close status.json, tell the caller; what is on disk stays true if a write fails."""
+        state, reason = ev.RECORD_TYPES[type(ending)], ending.reason
         seconds = round(self.prior_seconds + time.monotonic() - self.started, 1)
         try:
-            self.metrics.write({"type": state, "time": now_iso(), "reason": reason, "epochs_done": self.epochs_done})
+            self.metrics.append(ending)
         except OSError:
             pass  # the status file below is what viewers trust
         try:
             self.folder.write_status(
                 state,
-                ended_at=now_iso(),
+                ended_at=ending.time,
                 reason=reason,
                 epochs_done=self.epochs_done,
                 best_acc=self.best_acc,
@@ -522,21 +580,21 @@ class _Loop:
             )
         except OSError:
             pass  # still "running" with this pid: once the process ends it reads as interrupted, which is true
+        self.emit(ending)
+        final = self.history[-1].test_acc if self.history else None
+        return ev.RunResult(state, self.folder.path, self.best_acc, final, self.epochs_done, reason, self.history)
 
     def _finished(self) -> ev.RunResult:
-        self._close_status("finished")
         final = self.history[-1].test_acc if self.history else self.best_acc
-        self.emit(ev.Finished(self.folder.path, self.best_acc, final, time.monotonic() - self.started))
-        return self._result("finished")
+        seconds = time.monotonic() - self.started
+        return self._close(ev.Finished(self.folder.path, self.best_acc, final, seconds, self.epochs_done, now_iso()))
 
     def _stopped(self) -> ev.RunResult:
         reason = stop_reason(self.stop, self.epochs_done, self.s.exp.epochs)
-        self._close_status("stopped", reason)
         last = self.folder.file(LAST)
-        self.emit(ev.Stopped(self.folder.path, self.epochs_done, last if last.exists() else None))
-        return self._result("stopped", reason)
+        return self._close(
+            ev.Stopped(self.folder.path, self.epochs_done, last if last.exists() else None, reason, now_iso())
+        )
 
     def _failed(self, reason: str) -> ev.RunResult:
-        self._close_status("failed", reason)
-        self.emit(ev.Failed(self.folder.path, reason))
-        return self._result("failed", reason)
+        return self._close(ev.Failed(self.folder.path, reason, self.epochs_done, now_iso()))

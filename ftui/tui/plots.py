@@ -67,9 +67,7 @@ class LossPlot(PlotextPlot):
             if xs:
                 curves.append(([x / per_epoch for x in xs], ys, label, "braille"))
         if history.epochs:
-            curves.append(
-                ([e["epoch"] + 1 for e in history.epochs], [e["test_loss"] for e in history.epochs], "test", "dot")
-            )
+            curves.append(([e.epoch + 1 for e in history.epochs], [e.test_loss for e in history.epochs], "test", "dot"))
         values = [y for curve in curves for y in curve[1]]
         log = loss_scale(values) == "log"
         plt.title("loss (log scale)" if log else "loss")
@@ -90,8 +88,8 @@ class AccuracyPlot(PlotextPlot):
         plt.xlabel("epoch")
         if history.epochs:
             plt.plot(
-                [e["epoch"] + 1 for e in history.epochs],
-                [e["test_acc"] for e in history.epochs],
+                [e.epoch + 1 for e in history.epochs],
+                [e.test_acc for e in history.epochs],
                 label="test acc",
                 marker="dot",
             )

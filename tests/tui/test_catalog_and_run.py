@@ -172,7 +172,7 @@ async def test_the_curves_of_a_finished_run(app, tui_runs):
         app.open_run(path)
         await pilot.pause(0.3)
         screen = app.screen
-        assert [e["test_acc"] for e in screen.history.epochs] == [31.5, 42.25, 47.0]
+        assert [e.test_acc for e in screen.history.epochs] == [31.5, 42.25, 47.0]
         assert "best 47.00%" in str(screen.query_one("#progress-text").render())
         await pilot.press("s")  # nothing to stop: says so
         assert not isinstance(app.screen, ConfirmScreen)
@@ -191,3 +191,38 @@ def test_run_screen_snapshot(snap_compare, tui_catalog, tui_runs):
         await pilot.pause(0.3)
 
     assert snap_compare(make_app(tui_catalog, tui_runs), terminal_size=(80, 24), run_before=open_run)
+
+
+async def test_catalog_counts_only_finished_runs_as_the_results_screen_does(app, tui_runs):
+    fake_run(tui_runs)
+    better = fake_run(tui_runs, name="tiny-20260102-000000", state="stopped")
+    status = json.loads((better / "status.json").read_text())
+    (better / "status.json").write_text(json.dumps({**status, "best_acc": 99.0}))  # better, but not to the end
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        assert str(table.get_row("tiny")[-1]) == "47.0"
+        description = str(app.screen.query_one("#description", Static).render())
+        assert "ftui: best of 1 finished run: tiny-20260101-000000" in description
+        await pilot.press("down")
+        assert "ftui: no finished run yet" in str(app.screen.query_one("#description", Static).render())
+
+
+async def test_the_run_screen_tells_an_interrupted_run_and_shows_warnings(app, tui_runs):
+    path = fake_run(tui_runs, state="running", epochs=1)
+    lines = (path / "metrics.jsonl").read_text().splitlines()[:-1]  # no ending: it said running when it died
+    warning = {"type": "warning", "message": "epoch 2 is trained again", "time": "2026-01-01T00:01:00+0000"}
+    (path / "metrics.jsonl").write_text("\n".join(lines + [json.dumps(warning)]) + "\n")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.open_run(path)
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert "interrupted (its process is gone" in str(screen.query_one("#title").render())
+        log = "\n".join(str(line.text) for line in screen.query_one(RichLog).lines)
+        assert "warning: epoch 2 is trained again" in log
+        # status.json closed the run, but its last log line could not be written: the folder's status wins.
+        status = json.loads((path / "status.json").read_text())
+        (path / "status.json").write_text(json.dumps({**status, "state": "failed"}))
+        screen._show_progress()
+        assert str(screen.query_one("#title").render()).endswith("· failed")

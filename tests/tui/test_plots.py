@@ -2,6 +2,7 @@
 
 from textual.app import App
 
+from ftui.engine.events import from_record
 from ftui.engine.history import RunHistory
 from ftui.tui.plots import LossPlot, log_ticks, loss_scale
 
@@ -33,7 +34,7 @@ def history_with(test_losses: list[float], train_loss: float = 2.0) -> RunHistor
                 "images_per_sec": 10.0,
             }
         )
-    history.feed(records)
+    history.feed([from_record(r) for r in records])
     return history
 
 

@@ -8,19 +8,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
-from ...engine.results import short_trainable
+from ...engine.results import Measured, measured, measured_by_experiment, short_trainable
 from ...engine.runs import list_runs
+from ...formatting import shorten
 from ..footer import SteadyFooter
-
-
-def best_measured(runs) -> dict[str, float]:
-    """Best test accuracy ftui has measured per experiment, over every run on disk."""
-    best: dict[str, float] = {}
-    for run in runs:
-        if run.best_acc is not None:
-            best[run.experiment] = max(run.best_acc, best.get(run.experiment, run.best_acc))
-    return best
-
 
 TRAINS_WIDTH = 18  # keeps the table inside 80 columns
 
@@ -28,7 +19,7 @@ TRAINS_WIDTH = 18  # keeps the table inside 80 columns
 class CatalogScreen(Screen):
     DEFAULT_CSS = """
     CatalogScreen DataTable { height: 1fr; }
-    CatalogScreen #description { height: 3; padding: 0 1; color: $text-muted; }
+    CatalogScreen #description { height: 4; padding: 0 1; color: $text-muted; }
     CatalogScreen #error { height: 1fr; padding: 1 2; border: thick $error; }
     """
     BINDINGS = [
@@ -40,6 +31,10 @@ class CatalogScreen(Screen):
         Binding("f5", "reload", "Reload"),
         Binding("q", "app.quit", "Quit"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.measured: dict[str, Measured] = {}  # per experiment, read with the runs on each refresh
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,7 +64,10 @@ class CatalogScreen(Screen):
                 "Runs (r) and results (t) still work."
             )
             return
-        best = best_measured(list_runs(self.app.runs_root))
+        # The "ftui" column is the Results screen's figure, the best of finished runs (engine/results.py):
+        # a stopped or failed run did not follow the recipe to its end. The line below says so.
+        self.measured = measured_by_experiment(list_runs(self.app.runs_root))
+        best = {name: m.accuracy for name, m in self.measured.items()}
         if [str(k.value) for k in table.rows] == list(catalog.names):
             # Same experiments: only the measured column can have changed. Each update_cell
             # throws away the table's rendered lines, so only cells that changed are touched:
@@ -89,17 +87,16 @@ class CatalogScreen(Screen):
         self._describe()
 
     @staticmethod
-    def _cells(exp, measured: float | None) -> list:
+    def _cells(exp, accuracy: float | None) -> list:
         trains = short_trainable(exp.model, exp.cifar_stem, exp.trainable)
         size = f"{exp.input_size}" + ("c" if exp.cifar_stem else "")
-        if len(trains) > TRAINS_WIDTH:  # the description line below spells it out
-            trains = trains[: TRAINS_WIDTH - 1] + "…"
+        trains = shorten(trains, TRAINS_WIDTH)  # the description line below spells it out
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
-        return [exp.name, size, trains, str(exp.epochs), ref, CatalogScreen._measured_cell(measured)]
+        return [exp.name, size, trains, str(exp.epochs), ref, CatalogScreen._measured_cell(accuracy)]
 
     @staticmethod
-    def _measured_cell(measured: float | None) -> Text:
-        return Text(f"{measured:.1f}" if measured is not None else "-", style="bold" if measured is not None else "dim")
+    def _measured_cell(accuracy: float | None) -> Text:
+        return Text(f"{accuracy:.1f}" if accuracy is not None else "-", style="bold" if accuracy is not None else "dim")
 
     def _selected(self):
         catalog = self.app.catalog
@@ -113,8 +110,10 @@ class CatalogScreen(Screen):
         text = ""
         if exp is not None:
             stem = ", CIFAR stem" if exp.cifar_stem else ""
+            found = self.measured.get(exp.name) or measured([])
             text = (
-                f"{exp.description}\n{exp.model}{stem}, trains {', '.join(exp.trainable)}; weights {exp.weights}, "
+                f"{exp.description}\nftui: {found.note()}\n"
+                f"{exp.model}{stem}, trains {', '.join(exp.trainable)}; weights {exp.weights}, "
                 f"{exp.dataset}, lr {exp.lr:g}, batch {exp.batch_size}"
             )
         description = self.query_one("#description", Static)

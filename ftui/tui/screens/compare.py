@@ -91,7 +91,7 @@ class CompareScreen(Screen):
         self.histories, self.states = [], []
         for path in self.paths:
             history = RunHistory()
-            history.feed(RunFolder(path).read_metrics())
+            history.feed(RunFolder(path).read_events())
             self.histories.append(history)
             try:
                 self.states.append(summarize_run(path).state)
@@ -119,9 +119,7 @@ class CompareScreen(Screen):
         most = 1
         for i, h in enumerate(self.histories):
             if h.epochs:
-                plt.plot(
-                    [e["epoch"] + 1 for e in h.epochs], [e["test_acc"] for e in h.epochs], color=_color(i), marker="dot"
-                )
+                plt.plot([e.epoch + 1 for e in h.epochs], [e.test_acc for e in h.epochs], color=_color(i), marker="dot")
                 most = max(most, h.total_epochs, len(h.epochs))
         plt.xlim(0.5, most + 0.5)
         plt.xticks([t for t in epoch_ticks(most) if t >= 1] or [1])

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static
 
 from ...engine.results import ResultRow, export_results, results_table, summary
 from ...engine.runs import list_runs
-from ...formatting import duration
+from ...formatting import duration, shorten
 from ..footer import SteadyFooter
 
 # At 80 columns: the longest Table-1 name, and what is left for trains. Longer values are cut;
@@ -21,10 +21,6 @@ TRAINS_WIDTH = 17
 COLUMNS = ("experiment", "report", "ftui", "diff", "time", "runs", "trains", "model", "input")
 WIDE = 100  # below this, model and input do not fit: they are left to the line below the table
 OTHER_COLUMNS = 82  # cells taken by every column but trains when all are shown, scrollbar included
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _number(value: float | None, spec: str) -> Text:
@@ -42,7 +38,7 @@ def _diff(row: ResultRow) -> Text:
 
 def _cells(row: ResultRow, trains_width: int) -> list:
     # Text, not str: cells are never read as markup. ftui's accuracy keeps 2 decimals, as measured.
-    name = Text(_cut(row.experiment, NAME_WIDTH), style="" if row.in_catalog else "italic")
+    name = Text(shorten(row.experiment, NAME_WIDTH), style="" if row.in_catalog else "italic")
     return [
         name,
         _number(row.reference, ".1f"),
@@ -50,7 +46,7 @@ def _cells(row: ResultRow, trains_width: int) -> list:
         _diff(row),
         Text(duration(row.seconds), justify="right"),
         Text(str(row.runs), justify="right"),
-        Text(_cut(row.trains, trains_width)),
+        Text(shorten(row.trains, trains_width)),
         Text(row.model),
         Text(str(row.input_size or ""), justify="right"),
     ]
@@ -59,9 +55,7 @@ def _cells(row: ResultRow, trains_width: int) -> list:
 def _detail(row: ResultRow) -> str:
     where = f"{row.model} at {row.input_size}x{row.input_size}" if row.input_size else row.model
     gone = "" if row.in_catalog else " (no longer in the catalog)"
-    runs = f"{row.runs} finished run{'' if row.runs == 1 else 's'}"
-    best = f"best of {runs}: {row.run}" if row.run else "no finished run yet"
-    return f"{row.experiment}{gone}: {where}, trains {row.trains or '?'}\n{best}"
+    return f"{row.experiment}{gone}: {where}, trains {row.trains or '?'}\n{row.note}"
 
 
 class ResultsScreen(Screen):

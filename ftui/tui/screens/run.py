@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from datetime import datetime
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -19,9 +17,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Header, Label, ProgressBar, RichLog
 
+from ...engine import events as ev
 from ...engine.device import memory_in_use
 from ...engine.history import RunHistory
-from ...engine.runs import METRICS, MetricsTail, RunFolder, process_alive
+from ...engine.runs import INTERRUPTED, METRICS, STATUS, MetricsTail, RunFolder, process_alive, run_state, seconds_since
 from ...formatting import duration, param_count
 from ..footer import SteadyFooter
 from ..plots import AccuracyPlot, LossPlot
@@ -77,10 +76,10 @@ class RunScreen(Screen):
     def _poll(self) -> None:
         if self.tail is None and not self._find_run_folder():
             return
-        records = self.tail.read()
-        if records:
-            self.history.feed(records)
-            self._log_records(records)
+        events = self.tail.read()
+        if events:
+            self.history.feed(events)
+            self._log_events(events)
             self.query_one(LossPlot).show(self.history)
             self.query_one(AccuracyPlot).show(self.history)
             self.redraws += 1
@@ -114,40 +113,40 @@ class RunScreen(Screen):
         self.notify(controller.failure, severity="error", timeout=10)
         self.refresh_bindings()  # "Stop run" leaves the footer
 
-    def _log_records(self, records: list[dict]) -> None:
+    def _log_events(self, events: list[ev.Event]) -> None:
         log = self.query_one(RichLog)
-        for r in records:
-            kind = r.get("type")
-            if kind == "start":
-                what = "resumed at epoch " + str(r["start_epoch"] + 1) if r.get("start_epoch") else "started"
+        for e in events:
+            if isinstance(e, ev.RunStarted):
+                what = f"resumed at epoch {e.start_epoch + 1}" if e.start_epoch else "started"
                 log.write(
-                    f"{r.get('time', '')[11:19]}  {what} on {r.get('device')}: {r.get('train_images')} train / "
-                    f"{r.get('test_images')} test images, batch {r.get('batch_size')}"
+                    f"{e.time[11:19]}  {what} on {e.device}: {e.train_images} train / "
+                    f"{e.test_images} test images, batch {e.batch_size}"
                 )
-            elif kind == "epoch":
-                best = r["test_acc"] >= (self.history.best_acc or 0)
+            elif isinstance(e, ev.EpochEnd):
+                best = e.test_acc >= (self.history.best_acc or 0)
                 log.write(
-                    f"epoch {r['epoch'] + 1}: test acc {r['test_acc']:.2f}%  test loss {r['test_loss']:.4f}  "
-                    f"train loss {r['train_loss']:.4f}  {r['seconds']:.1f}s — saved last"
-                    + (" and best" if best else "")
+                    f"epoch {e.epoch + 1}: test acc {e.test_acc:.2f}%  test loss {e.test_loss:.4f}  "
+                    f"train loss {e.train_loss:.4f}  {e.seconds:.1f}s — saved last" + (" and best" if best else "")
                 )
-            elif kind in ("finished", "stopped", "failed"):
-                log.write(f"{kind}" + (f": {r['reason']}" if r.get("reason") else ""))
-                if kind == "failed":
-                    self.notify(r.get("reason", "failed"), severity="error", timeout=10)
+            elif isinstance(e, ev.RunWarning):
+                log.write(f"warning: {e.message}")
+            elif isinstance(e, ev.Ending):
+                log.write(ev.RECORD_TYPES[type(e)] + (f": {e.reason}" if e.reason else ""))
+                if isinstance(e, ev.Failed):
+                    self.notify(e.reason or "failed", severity="error", timeout=10)
 
     # -- progress line ---------------------------------------------------------
 
     def _show_progress(self) -> None:
         h, start = self.history, self.history.start
-        if not start:
+        if start is None:
             return
         spe, epochs = h.steps_per_epoch, h.total_epochs
         self.query_one("#title", Label).update(
-            f"{start.get('experiment')} · {start.get('device')} · {param_count(start.get('trainable_params', 0))} of "
-            f"{param_count(start.get('total_params', 0))} parameters train · {self._state()}"
+            f"{start.experiment} · {start.device} · {param_count(start.trainable_params)} of "
+            f"{param_count(start.total_params)} parameters train · {self._state()}"
         )
-        done = (h.global_step + 1) if h.global_step >= 0 else start.get("start_epoch", 0) * spe
+        done = (h.global_step + 1) if h.global_step >= 0 else start.start_epoch * spe
         if h.state == "finished":
             done = epochs * spe
         self.query_one(ProgressBar).update(total=max(epochs * spe, 1), progress=done)
@@ -155,18 +154,16 @@ class RunScreen(Screen):
 
     def _state(self) -> str:
         state = self.history.state
-        if state == "running" and self.run_dir is not None:
-            alive = (
-                process_alive(RunFolder(self.run_dir).read_status())
-                if (self.run_dir / "status.json").exists()
-                else True
-            )
-            return "running" if alive else "interrupted (its process is gone; resume it from Runs)"
+        if state == "running" and self.run_dir is not None and (self.run_dir / STATUS).exists():
+            # The log says running: status.json says whether that is still true (runs.run_state).
+            state = run_state(RunFolder(self.run_dir).read_status())[0]
+            if state == INTERRUPTED:
+                return "interrupted (its process is gone; resume it from Runs)"
         return state
 
     def _progress_text(self, done: int) -> str:
         h = self.history
-        spe, epochs, batch = h.steps_per_epoch, h.total_epochs, h.start.get("batch_size", 0)
+        spe, epochs, batch = h.steps_per_epoch, h.total_epochs, h.start.batch_size if h.start else 0
         elapsed = self._elapsed()
         parts = [f"epoch {min(h.epoch + 1, epochs)}/{epochs}", f"step {h.step + 1}/{spe}"]
         if h.state == "running" and h.images_per_sec:
@@ -182,15 +179,12 @@ class RunScreen(Screen):
         return " · ".join(parts + ([memory] if memory else []))
 
     def _elapsed(self) -> float | None:
-        stamp = self.history.start.get("time")
-        try:
-            return time.time() - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-        except (TypeError, ValueError):
-            return None
+        return seconds_since(self.history.start.time) if self.history.start else None
 
     def _gpu_memory(self) -> str:
         # Only this process's own run can be measured from here.
-        used = memory_in_use(str(self.history.start.get("device", ""))) if self.live else None
+        start = self.history.start
+        used = memory_in_use(start.device) if self.live and start is not None else None
         return "" if used is None else f"GPU mem {used / 2**30:.1f} GiB"
 
     # -- actions -----------------------------------------------------------------

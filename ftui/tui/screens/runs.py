@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
 from pathlib import Path
 
 from rich.text import Text
@@ -14,9 +12,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
-from ...engine.runs import BEST, LAST, RunFolder, RunSummary, list_runs
+from ...engine.runs import BEST, LAST, RunFolder, RunSummary, list_runs, seconds_since
 from ...errors import FtuiError
-from ...formatting import duration
+from ...formatting import duration, shorten
 from ..footer import SteadyFooter
 from .checkpoint import CheckpointScreen, error_text, evaluation_text
 
@@ -38,15 +36,7 @@ def run_seconds(run: RunSummary) -> float | None:
     """Closed runs record their duration; a running one has been going since it started."""
     if run.seconds is not None or run.state != "running":
         return run.seconds
-    try:
-        return time.time() - datetime.strptime(run.started_at, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except ValueError:
-        return None
-
-
-def shorten(text: str, width: int) -> str:
-    line = text.splitlines()[0] if text else ""
-    return line if len(line) <= width and line == text else line[: width - 1].rstrip() + "…"
+    return seconds_since(run.started_at)
 
 
 def state_text(state: str) -> Text:
