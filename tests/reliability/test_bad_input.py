@@ -325,15 +325,20 @@ def _data_class_without_images(d, _):
 
 
 def _data_corrupt_png(d, _):
-    root = _images(d, "train/cat/0.png", "test/cat/0.png")
+    root = _images(d, "train/cat/0.png", "train/dog/0.png", "test/cat/0.png", "test/dog/0.png")
     (root / "train/cat/1.png").write_bytes(random.Random(1).randbytes(300))
     return imagefolder(), [str(root / "train/cat/1.png"), "Cannot read image", "Replace or delete the file"]
 
 
 def _data_unreadable_png(d, _):
-    root = _images(d, "train/cat/0.png", "train/cat/1.png", "test/cat/0.png")
+    root = _images(d, "train/cat/0.png", "train/cat/1.png", "train/dog/0.png", "test/cat/0.png", "test/dog/0.png")
     (root / "train/cat/1.png").chmod(0)
     return imagefolder(), [str(root / "train/cat/1.png"), "Cannot read image", "Replace or delete the file"]
+
+
+def _data_one_class(d, _):
+    root = _images(d, "train/cat/0.png", "train/cat/1.png", "test/cat/0.png")
+    return imagefolder(), [str(root / "train"), "one class folder (cat)", "needs at least two"]
 
 
 def _data_test_classes_differ(d, _):
@@ -379,6 +384,7 @@ DATA_CASES = {
         _data_unreadable_png, marks=pytest.mark.skipif(_ROOT_USER, reason="root reads files whatever their mode")
     ),
     "imagefolder-test-classes-differ": _data_test_classes_differ,
+    "imagefolder-one-class": _data_one_class,
     "imagefolder-missing": _data_missing_folder,
     "head-class-count-mismatch": _data_head_class_count,
     "cifar10-missing-offline": _data_cifar10_offline,
