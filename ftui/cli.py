@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .engine.stop import StopRequest
 from .errors import (
@@ -30,6 +31,7 @@ from .errors import (
     FtuiError,
     exit_code_for_signal,
 )
+from .formatting import param_count, visible
 
 DEFAULT_CATALOG = "experiments.toml"
 DEFAULT_RUNS = "checkpoints"
@@ -130,11 +132,11 @@ def _drive(start) -> int:
     if result.status == "finished":
         out.print(f"finished: best test accuracy {result.best_acc:.2f}%, final {result.final_acc:.2f}%")
     elif result.status == "stopped":
-        out.print(f"stopped: {escape(result.reason)}")
+        out.print(f"stopped: {_markup_safe(result.reason)}")
     else:
-        err.print(f"[red]failed:[/] {escape(result.reason)}")
+        err.print(f"[red]failed:[/] {_markup_safe(result.reason)}")
     if result.run_dir is not None:
-        out.print(f"run folder: {escape(str(result.run_dir))}")
+        out.print(f"run folder: {_markup_safe(result.run_dir)}")
     if result.status == "finished":
         return EXIT_OK
     if result.status == "stopped":
@@ -160,33 +162,43 @@ def cmd_resume(args) -> int:
     return _drive(lambda printer, stop: resume(args.run_folder, printer, stop, share_device=args.share_device))
 
 
+def _markup_safe(value: object) -> str:
+    """Text from anywhere (messages quote files and names) inside rich markup: escaped, controls visible."""
+    return escape(visible(str(value)))
+
+
+def _plain(value: object) -> str:
+    """A value read from a file, on one line, with control characters made visible."""
+    return visible(str(value), newlines=False)
+
+
 def cmd_inspect(args) -> int:
     from .engine.checkpoints import read_checkpoint
-    from .formatting import param_count
 
     info = read_checkpoint(Path(args.checkpoint))
     exp, m = info.experiment, info.metrics
-    out.print(
-        f"[bold]{escape(str(info.path))}[/]  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})"
-    )
-    out.print(
-        f"experiment: {exp.get('name')}  model: {exp.get('model')}  input: {exp.get('input_size')}  "
+
+    def line(*parts) -> None:  # file contents as plain text: no markup, no control characters
+        out.print(Text.assemble(*parts), soft_wrap=True)
+
+    line((_plain(info.path), "bold"), f"  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})")
+    line(
+        f"experiment: {_plain(exp.get('name'))}  model: {_plain(exp.get('model'))}  input: {exp.get('input_size')}  "
         f"dataset: {exp.get('dataset')} ({len(info.classes)} classes)"
     )
     if m:
-        out.print(
+        line(
             f"test accuracy {m.get('test_acc', float('nan')):.2f}%  test loss {m.get('test_loss', float('nan')):.4f}  "
             f"train loss {m.get('train_loss', float('nan')):.4f}"
         )
-    out.print(f"trained units: {', '.join(info.trainable_units) or 'none'}")
-    out.print("versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()))
+    line(f"trained units: {_plain(', '.join(info.trainable_units) or 'none')}")
+    line("versions: " + _plain(", ".join(f"{k} {v}" for k, v in info.versions.items())))
     table = Table(header_style="bold", box=None)
     for col in ("tensor", "shape", "dtype", "unit", "state"):
         table.add_column(col)
     for t in info.tensors:
-        table.add_row(
-            t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.unit, "trained" if t.trained else "frozen"
-        )
+        cells = (t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.unit, "trained" if t.trained else "frozen")
+        table.add_row(*(Text(_plain(c)) for c in cells))
     out.print(table)
     out.print(f"{len(info.tensors)} tensors, {param_count(info.param_count)} values")
     return EXIT_OK
@@ -204,7 +216,7 @@ def cmd_eval(args) -> int:
     started = time.monotonic()
     result, exp = evaluate_checkpoint(path, args.device or "auto", args.max_images)
     out.print(
-        f"{args.checkpoint}: test accuracy [bold]{result.accuracy:.2f}%[/] "
+        f"{_markup_safe(args.checkpoint)}: test accuracy [bold]{result.accuracy:.2f}%[/] "
         f"(loss {result.loss:.4f}) on {result.images} {exp.dataset} test images in {time.monotonic() - started:.1f}s"
     )
     return EXIT_OK
@@ -281,14 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except FtuiError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        err.print(f"[red]error:[/] {_markup_safe(exc)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("aborted.")
         return exit_code_for_signal(signal.SIGINT)
     except Exception as exc:
         err.print(
-            f"[red]ftui hit an internal error:[/] {escape(repr(exc))}\nDetails were written to {_crash_log()}; "
+            f"[red]ftui hit an internal error:[/] {_markup_safe(repr(exc))}\nDetails were written to {_crash_log()}; "
             "please report it."
         )
         return EXIT_INTERNAL

@@ -29,3 +29,14 @@ def shorten(text: str, width: int) -> str:
     if len(line) <= width and line == text:
         return line
     return line[: max(width - 1, 0)].rstrip() + "…"
+
+
+# C0 controls, DEL and the C1 range: a terminal may act on any of them (clear the screen, retitle the
+# window, move the cursor). Text read from files (checkpoint metadata, names, paths) shows them as \xNN.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS_BUT_NEWLINE = {c: v for c, v in _CONTROLS.items() if c != 0x0A}
+
+
+def visible(text: str, newlines: bool = True) -> str:
+    """text with every control character written out as \\xNN (newlines kept when newlines is True)."""
+    return text.translate(_CONTROLS_BUT_NEWLINE if newlines else _CONTROLS)

@@ -111,3 +111,25 @@ def _tensor():
     import torch
 
     return torch.zeros(2)
+
+
+HOSTILE_VERSIONS = json.dumps({"torch": "2.0\x1b]0;owned\x07", "ftui": "[/]", "python": "3\x9b2J"})
+
+
+def test_names_and_metadata_are_printed_as_plain_text(good, tmp_path, capsys):
+    folder = tmp_path / "[bold]run[red]"
+    folder.mkdir()
+    path = edited(good, folder, versions=HOSTILE_VERSIONS)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert str(path) in out  # brackets shown as they are, not read as markup
+    assert "torch 2.0\\x1b]0;owned\\x07" in out and "ftui [/]" in out and "3\\x9b2J" in out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+
+
+def test_the_checkpoint_screen_shows_hostile_metadata_as_plain_text(good, tmp_path):
+    from ftui.tui.screens.checkpoint import summary_text
+
+    path = edited(good, tmp_path, versions=HOSTILE_VERSIONS)
+    shown = summary_text(read_checkpoint(path)).plain
+    assert "torch 2.0\\x1b]0;owned\\x07" in shown and "\x1b" not in shown and "\x9b" not in shown

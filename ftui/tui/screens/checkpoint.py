@@ -17,7 +17,7 @@ from ...engine.compare import UnitMovement, unit_movement
 from ...engine.evaluation import evaluate_checkpoint
 from ...engine.results import summarize_units
 from ...errors import FtuiError
-from ...formatting import param_count
+from ...formatting import param_count, visible
 from ..footer import SteadyFooter
 
 BAR_WIDTH = 24
@@ -56,11 +56,15 @@ def fit(name: str, width: int) -> str:
     return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
 
 
+def _plain(value: object) -> str:
+    return visible(str(value), newlines=False)  # names and paths come from files: no control characters
+
+
 def summary_text(info: CheckpointInfo) -> Text:
     exp, m = info.experiment, info.metrics
-    name, folder = exp.get("name", "?"), info.path.parent.name
+    name, folder = _plain(exp.get("name", "?")), _plain(info.path.parent.name)
     text = Text()
-    text.append(f"{folder}/{info.path.name}", style="bold")
+    text.append(f"{folder}/{_plain(info.path.name)}", style="bold")
     if not folder.startswith(name):  # run folders are named after their experiment
         text.append(f" ({name})")
     kind = "" if info.path.stem == info.kind else f" ({info.kind})"
@@ -72,14 +76,14 @@ def summary_text(info: CheckpointInfo) -> Text:
             f"{m.get('train_loss', float('nan')):.4f}\n"
         )
     units = tuple(dict.fromkeys(t.unit for t in info.tensors))
-    start = "random weights" if exp.get("weights") == "none" else exp.get("weights", "?")
+    start = "random weights" if exp.get("weights") == "none" else _plain(exp.get("weights", "?"))
     text.append(
         f"trains {summarize_units(info.trainable_units, units)} · from {start} · "
         f"{len(info.classes)} classes · {param_count(info.param_count)} values\n"
     )
     # The safetensors version says nothing about the results; the others can.
     versions = {k: v for k, v in info.versions.items() if k != "safetensors"}
-    text.append(" · ".join(f"{k} {v}" for k, v in versions.items()), style="dim")
+    text.append(_plain(" · ".join(f"{k} {v}" for k, v in versions.items())), style="dim")
     return text
 
 
