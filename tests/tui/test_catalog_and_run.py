@@ -101,9 +101,33 @@ async def test_a_broken_catalog_is_a_message_on_screen(tui_catalog, tui_runs):
         await pilot.pause()
         error = app.screen.query_one("#error", Static)
         assert error.display and "epochs" in str(error.render()) and "many" in str(error.render())
-        tui_catalog.write_text('[[experiment]]\nname = "x"\nepochs = 2\n')
+        tui_catalog.write_text('[[experiment]]\nname = "x"\nepochs = 2\n\n[[experiment]]\nname = "y"\nepochs = 3\n')
         await pilot.press("f5")
-        assert app.screen.query_one(DataTable).row_count == 1
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 2
+        await pilot.press("down")  # the arrows move the cursor again, as enter always did
+        assert table.cursor_row == 1 and table.has_focus
+        await pilot.press("up")
+        assert table.cursor_row == 0
+
+
+async def test_arrows_work_after_f5_recovers_from_a_catalog_error(app, tui_catalog):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        await pilot.press("down")
+        good = tui_catalog.read_text()
+        tui_catalog.write_text(good.replace("epochs = 2", 'epochs = "many"'))
+        await pilot.press("f5")
+        assert app.screen.query_one("#error", Static).display and not table.display
+        tui_catalog.write_text(good)
+        await pilot.press("f5")
+        assert table.display and table.row_count == 2
+        await pilot.press("up")
+        assert table.cursor_row == 0
+        await pilot.press("down")
+        assert table.cursor_row == 1 and table.has_focus
+        assert "only the head trains" in str(app.screen.query_one("#description", Static).render())
 
 
 async def test_launch_a_tiny_run_and_watch_it_finish(app):
