@@ -113,6 +113,8 @@ def test_training_seconds_go_on_from_what_earlier_sessions_recorded():
     resumed = {"state": "running", "started_at": earlier, "seconds": 60.0, "resumed_at": now_iso()}
     assert training_seconds(resumed) == pytest.approx(60, abs=2)  # not frozen at 60, not counted from the start
     assert training_seconds({"state": "running"}) is None
+    first = {"state": "running", "started_at": now_iso(), "seconds": 999.0}  # a first session records none
+    assert training_seconds(first) == pytest.approx(0, abs=2)
 
 
 def test_list_runs_reports_a_dead_running_run_as_interrupted(tmp_path):

@@ -61,7 +61,9 @@ def training_seconds(status: dict) -> float | None:
     the time since it started or last resumed to what its earlier sessions recorded."""
     if status.get("state") != "running":
         return status.get("seconds")
-    since = seconds_since(status.get("resumed_at") or status.get("started_at"))
+    if not status.get("resumed_at"):  # its first session: nothing recorded before
+        return seconds_since(status.get("started_at"))
+    since = seconds_since(status["resumed_at"])
     return None if since is None else (status.get("seconds") or 0.0) + since
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.widgets import DataTable, RichLog, Static
@@ -12,6 +14,14 @@ from ftui.tui.app import make_app
 from ftui.tui.screens.catalog import CatalogScreen
 from ftui.tui.screens.confirm import ConfirmScreen
 from ftui.tui.screens.run import RunScreen
+
+
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Let the app run until condition holds (at once if it does), for at most timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await pilot.pause(0.05)
 
 
 def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3) -> Path:
@@ -248,5 +258,4 @@ async def test_the_run_screen_tells_an_interrupted_run_and_shows_warnings(app, t
         # status.json closed the run, but its last log line could not be written: the folder's status wins.
         status = json.loads((path / "status.json").read_text())
         (path / "status.json").write_text(json.dumps({**status, "state": "failed"}))
-        screen._show_progress()
-        assert str(screen.query_one("#title").render()).endswith("· failed")
+        await wait_for(pilot, lambda: str(screen.query_one("#title").render()).endswith("· failed"), timeout=5)
