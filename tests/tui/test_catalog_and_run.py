@@ -24,7 +24,7 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0) 
         await pilot.pause(0.05)
 
 
-def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3) -> Path:
+def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3, trainable=11_173_962) -> Path:
     """A run folder written by hand, so screens that show it are the same every time."""
     path = root / name
     path.mkdir(parents=True)
@@ -48,7 +48,7 @@ def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3
             "time": "2026-01-01T00:00:00+0000",
             "experiment": "tiny",
             "device": "cpu",
-            "trainable_params": 11_173_962,
+            "trainable_params": trainable,
             "total_params": 11_173_962,
             "epochs": 3,
             "start_epoch": 0,
@@ -208,6 +208,7 @@ async def test_the_curves_of_a_finished_run(app, tui_runs):
         screen = app.screen
         assert [e.test_acc for e in screen.history.epochs] == [31.5, 42.25, 47.0]
         assert "best 47.00%" in str(screen.query_one("#progress-text").render())
+        assert "11.17M of 11.17M parameters train (100%) · finished" in str(screen.query_one("#title").render())
         await pilot.press("s")  # nothing to stop: says so
         assert not isinstance(app.screen, ConfirmScreen)
 
@@ -259,3 +260,12 @@ async def test_the_run_screen_tells_an_interrupted_run_and_shows_warnings(app, t
         status = json.loads((path / "status.json").read_text())
         (path / "status.json").write_text(json.dumps({**status, "state": "failed"}))
         await wait_for(pilot, lambda: str(screen.query_one("#title").render()).endswith("· failed"), timeout=5)
+
+
+async def test_the_run_screen_never_rounds_a_frozen_stem_to_all_parameters(app, tui_runs):
+    path = fake_run(tui_runs, trainable=11_173_962 - 1_856)  # conv1 and bn1 frozen
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run(path)
+        await pilot.pause()
+        screen = app.screen
+        await wait_for(pilot, lambda: "parameters train (99.98%)" in str(screen.query_one("#title").render()), 5)

@@ -25,7 +25,7 @@ from ...engine.device import memory_in_use
 from ...engine.history import MetricsFollower, RunHistory, training_seconds
 from ...engine.runs import INTERRUPTED, METRICS, STATUS, RunFolder, process_alive, run_state
 from ...errors import RunError
-from ...formatting import duration, param_count
+from ...formatting import duration, param_count, share
 from ..footer import SteadyFooter
 from ..plots import AccuracyPlot, LossPlot
 from .confirm import ConfirmScreen
@@ -171,7 +171,8 @@ class RunScreen(Screen):
         spe, epochs = h.steps_per_epoch, h.total_epochs
         self.query_one("#title", Label).update(
             f"{start.experiment} · {start.device} · {param_count(start.trainable_params)} of "
-            f"{param_count(start.total_params)} parameters train · {self._state_text()}"
+            f"{param_count(start.total_params)} parameters train "
+            f"({share(start.trainable_params, start.total_params)}) · {self._state_text()}"
         )
         done = (h.global_step + 1) if h.global_step >= 0 else start.start_epoch * spe
         if self._state() == "finished":
