@@ -24,6 +24,10 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0) 
         await pilot.pause(0.05)
 
 
+def title_of(screen) -> str:
+    return str(screen.query_one("#title").render())
+
+
 def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3, trainable=11_173_962) -> Path:
     """A run folder written by hand, so screens that show it are the same every time."""
     path = root / name
@@ -146,8 +150,8 @@ async def test_launch_a_tiny_run_and_watch_it_finish(app):
         await pilot.press("l")  # launch "tiny" as it is
         assert isinstance(app.screen, RunScreen)
         app.controller.wait(120)
-        await pilot.pause(0.6)  # the screen reads the run folder 4 times a second
         screen = app.screen
+        await wait_for(pilot, lambda: title_of(screen).endswith("· finished"), timeout=5)  # read 4 times a second
         assert app.controller.result.status == "finished"
         assert len(screen.history.epochs) == 2 and screen.history.state == "finished"
         assert len(screen.history.loss) == 4 and screen.redraws >= 1
@@ -204,8 +208,9 @@ async def test_the_curves_of_a_finished_run(app, tui_runs):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         app.open_run(path)
-        await pilot.pause(0.3)
+        await pilot.pause()
         screen = app.screen
+        await wait_for(pilot, lambda: title_of(screen).endswith("· finished"), timeout=5)
         assert [e.test_acc for e in screen.history.epochs] == [31.5, 42.25, 47.0]
         assert "best 47.00%" in str(screen.query_one("#progress-text").render())
         assert "11.17M of 11.17M parameters train (100%) · finished" in str(screen.query_one("#title").render())
@@ -223,7 +228,10 @@ def test_run_screen_snapshot(snap_compare, tui_catalog, tui_runs):
 
     async def open_run(pilot):
         pilot.app.open_run(path)
-        await pilot.pause(0.3)
+        await pilot.pause()
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: title_of(screen).endswith("· finished") and screen.redraws > 0, timeout=5)
+        await pilot.pause()
 
     assert snap_compare(make_app(tui_catalog, tui_runs), terminal_size=(80, 24), run_before=open_run)
 
@@ -251,9 +259,9 @@ async def test_the_run_screen_tells_an_interrupted_run_and_shows_warnings(app, t
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         app.open_run(path)
-        await pilot.pause(0.3)
+        await pilot.pause()
         screen = app.screen
-        assert "interrupted (its process is gone" in str(screen.query_one("#title").render())
+        await wait_for(pilot, lambda: "interrupted (its process is gone" in title_of(screen), timeout=5)
         log = "\n".join(str(line.text) for line in screen.query_one(RichLog).lines)
         assert "warning: epoch 2 is trained again" in log
         # status.json closed the run, but its last log line could not be written: the folder's status wins.
@@ -268,4 +276,4 @@ async def test_the_run_screen_never_rounds_a_frozen_stem_to_all_parameters(app, 
         app.open_run(path)
         await pilot.pause()
         screen = app.screen
-        await wait_for(pilot, lambda: "parameters train (99.98%)" in str(screen.query_one("#title").render()), 5)
+        await wait_for(pilot, lambda: "parameters train (99.98%)" in title_of(screen), timeout=5)

@@ -20,7 +20,7 @@ from ftui.tui.app import LIVE_RUN
 from ftui.tui.screens.confirm import ConfirmScreen
 from ftui.tui.screens.run import RunScreen
 from ftui.tui.screens.runs import RunsScreen
-from tests.tui.test_catalog_and_run import fake_run, wait_for
+from tests.tui.test_catalog_and_run import fake_run, title_of, wait_for
 
 
 @pytest.fixture
@@ -49,10 +49,6 @@ def resume_elsewhere(path: Path, pid: int, start_epoch: int) -> None:
         f.write("".join(json.dumps(ev.to_record(e)) + "\n" for e in (started, step)))
 
 
-def title(screen) -> str:
-    return str(screen.query_one("#title").render())
-
-
 def log_text(screen) -> str:
     return "\n".join(str(line.text) for line in screen.query_one(RichLog).lines)
 
@@ -67,9 +63,9 @@ async def test_an_open_run_screen_follows_a_resume_by_another_process(app, tui_r
         app.open_run(path)
         await pilot.pause()
         screen = app.screen
-        await wait_for(pilot, lambda: title(screen).endswith("· stopped"))
+        await wait_for(pilot, lambda: title_of(screen).endswith("· stopped"))
         resume_elsewhere(path, other_process, start_epoch=2)
-        await wait_for(pilot, lambda: title(screen).endswith("· running"), timeout=5)
+        await wait_for(pilot, lambda: title_of(screen).endswith("· running"), timeout=5)
         progress = str(screen.query_one("#progress-text").render())
         assert "321 img/s" in progress and "ETA" in progress
         assert "elapsed 2m" in progress  # the 125 s before the resume count, not only the 30 s since
@@ -92,7 +88,7 @@ async def test_the_live_screen_shows_the_resumed_run_after_stop_and_resume_from_
         await wait_for(pilot, lambda: live.history.epochs != [])  # a checkpoint to resume from
         await pilot.press("s", "y")
         app.controller.wait(60)
-        await wait_for(pilot, lambda: title(live).endswith("· stopped"), timeout=5)
+        await wait_for(pilot, lambda: title_of(live).endswith("· stopped"), timeout=5)
         await pilot.press("r")
         assert isinstance(app.screen, RunsScreen)
         await pilot.press("r")  # resume the stopped run: a new live screen opens on it
@@ -104,7 +100,7 @@ async def test_the_live_screen_shows_the_resumed_run_after_stop_and_resume_from_
         assert shown is app.get_screen(LIVE_RUN)
         await wait_for(
             pilot,
-            lambda: title(shown).endswith("· running") and "ETA" in str(shown.query_one("#progress-text").render()),
+            lambda: title_of(shown).endswith("· running") and "ETA" in str(shown.query_one("#progress-text").render()),
             timeout=30,
         )
         assert "── resumed at epoch" in log_text(shown)
@@ -112,7 +108,7 @@ async def test_the_live_screen_shows_the_resumed_run_after_stop_and_resume_from_
         assert isinstance(app.screen, ConfirmScreen)  # it is running: stopping it is right
         await pilot.press("y")
         app.controller.wait(60)
-        await wait_for(pilot, lambda: title(shown).endswith("· stopped"), timeout=5)
+        await wait_for(pilot, lambda: title_of(shown).endswith("· stopped"), timeout=5)
         await pilot.press("s")
         assert not isinstance(app.screen, ConfirmScreen)  # stopped: nothing to stop
 
@@ -137,8 +133,8 @@ async def test_the_live_screen_follows_a_later_run_of_this_session(app, tui_runs
         app.push_screen(RunScreen(live=True))
         await pilot.pause()
         screen = app.screen
-        await wait_for(pilot, lambda: title(screen).endswith("· finished"), timeout=5)
+        await wait_for(pilot, lambda: title_of(screen).endswith("· finished"), timeout=5)
         app.controller.run_dir = later
-        await wait_for(pilot, lambda: title(screen).endswith("· stopped"), timeout=5)
+        await wait_for(pilot, lambda: title_of(screen).endswith("· stopped"), timeout=5)
         assert screen.run_dir == later and [e.test_acc for e in screen.history.epochs] == [31.5]
         assert log_text(screen).count("started") == 1  # the first run's log went with it
