@@ -10,6 +10,21 @@ def param_count(n: int) -> str:
     return f"{n / 1e3:.1f}k" if n >= 1_000 else str(n)
 
 
+def share(part: float, whole: float) -> str:
+    """part of whole in percent, never rounded to a figure it is not: "100%" only when all of it,
+    "0%" only when none, else as many decimals as tell it apart (99.98%, 0.05%), then ">99.99%" or "<0.01%"."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    if part >= whole:
+        return "100%"
+    percent = 100 * part / whole
+    for decimals in (1, 2):
+        text = f"{percent:.{decimals}f}"
+        if 0 < float(text) < 100:
+            return f"{text}%"
+    return "<0.01%" if percent < 50 else ">99.99%"
+
+
 def duration(seconds: float | None) -> str:
     """7s, 2m05s, 1h02m: short enough for a table at 80 columns, never read as a time of day;
     "" when there is none."""

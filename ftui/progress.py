@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .engine import events as ev
-from .formatting import param_count
+from .formatting import param_count, share
 
 
 class ProgressPrinter:
@@ -45,10 +45,10 @@ class ProgressPrinter:
     def _on_RunStarted(self, e: ev.RunStarted) -> None:
         self.started = True
         self.epochs = e.epochs
-        share = 100 * e.trainable_params / max(e.total_params, 1)
+        trainable = share(e.trainable_params, e.total_params)
         self.console.print(
             f"[bold]{e.experiment}[/] on {e.device}: {e.train_images} train / {e.test_images} test images, "
-            f"{param_count(e.trainable_params)} of {param_count(e.total_params)} parameters train ({share:.1f}%): "
+            f"{param_count(e.trainable_params)} of {param_count(e.total_params)} parameters train ({trainable}): "
             f"{', '.join(e.trainable_units)}"
         )
         self.console.print(f"run folder: {escape(str(e.run_dir))}")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from ftui.engine import events as ev
-from ftui.engine.history import BoundedSeries, RunHistory
+from ftui.engine.history import BoundedSeries, MetricsFollower, RunHistory, training_seconds
 from ftui.engine.runs import MetricsTail, RunFolder, list_runs, now_iso, parse_iso, run_state, seconds_since
 
 
@@ -69,6 +69,52 @@ def test_run_history_folds_records_and_forgets_a_retrained_epoch():
     assert h.best_acc == 30.0 and len(h.loss) == 3
     h.feed([ev.from_record({"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 1})])
     assert h.state == "running" and len(h.epochs) == 1
+    # The resumed session has not trained yet: its progress starts at its epoch, no stale throughput.
+    assert (h.epoch, h.step, h.global_step, h.images_per_sec) == (1, -1, 1, None)
+    assert h.resumes == [1]
+
+
+def step_record(epoch: int, global_step: int) -> dict:
+    step = ev.Step(epoch, global_step % 2, global_step, (2.0,), 0.1, 50.0)
+    return ev.to_record(step)
+
+
+def test_the_follower_reads_a_metrics_file_again_after_a_resume_rewrote_it(tmp_path):
+    """A resume (here, another process or the CLI) drops the partial epoch's steps by rewriting the file."""
+    folder = RunFolder(tmp_path)
+    start = {"type": "start", "epochs": 3, "steps_per_epoch": 2, "start_epoch": 0}
+    epoch0 = {"type": "epoch", "epoch": 0, "test_acc": 30.0}
+    lines = [start, step_record(0, 0), step_record(0, 1), epoch0, step_record(1, 2), {"type": "stopped"}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    follower = MetricsFollower(tmp_path / "metrics.jsonl")
+    events, restarted = follower.read()
+    assert len(events) == 6 and not restarted
+    assert follower.read() == ([], False)
+
+    folder.keep_events(lambda e: not isinstance(e, ev.Step) or e.epoch < 1)  # as resume does
+    resumed = ev.RunStarted(tmp_path, "x", "cpu", 1, 1, (), 3, 1, 2, 8, 16, 8)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(ev.to_record(resumed)) + "\n" + json.dumps(step_record(1, 2)) + "\n")
+    events, restarted = follower.read()
+    kinds = [ev.RunStarted, ev.Step, ev.Step, ev.EpochEnd, ev.Stopped, ev.RunStarted, ev.Step]
+    assert restarted and [type(e) for e in events] == kinds
+    h = RunHistory()
+    h.feed(events)  # one continuous history: steps 0, 1 and the resumed 2, no dropped step
+    assert h.loss.points()[0] == [0, 1, 2] and h.state == "running" and h.resumes == [1]
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(step_record(1, 3)) + "\n")
+    assert follower.read() == ([ev.from_record(step_record(1, 3))], False)  # then it follows as before
+
+
+def test_training_seconds_go_on_from_what_earlier_sessions_recorded():
+    earlier = "2026-01-01T00:00:00+0000"
+    assert training_seconds({"state": "stopped", "seconds": 60.0}) == 60.0
+    assert training_seconds({"state": "running", "started_at": now_iso()}) == pytest.approx(0, abs=2)
+    resumed = {"state": "running", "started_at": earlier, "seconds": 60.0, "resumed_at": now_iso()}
+    assert training_seconds(resumed) == pytest.approx(60, abs=2)  # not frozen at 60, not counted from the start
+    assert training_seconds({"state": "running"}) is None
+    first = {"state": "running", "started_at": now_iso(), "seconds": 999.0}  # a first session records none
+    assert training_seconds(first) == pytest.approx(0, abs=2)
 
 
 def test_list_runs_reports_a_dead_running_run_as_interrupted(tmp_path):

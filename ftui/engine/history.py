@@ -4,14 +4,67 @@ Whoever shows a run (the live screen, a re-opened ftui, a comparison) feeds
 the events read from metrics.jsonl into a RunHistory. Step losses are kept as a
 BoundedSeries: when it fills up, neighbouring points merge into their mean,
 so a run of any length costs the same memory; the full log stays on disk.
+
+A viewer reads metrics.jsonl with a MetricsFollower: a resume (in this
+process, another ftui or the CLI) rewrites the file without the steps of an
+epoch that never completed, and the follower then reads it again from its
+start, so the viewer rebuilds one continuous history.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .events import RECORD_TYPES, Ending, EpochEnd, Event, RunStarted, Step
+from .runs import MetricsTail, seconds_since
+
+
+class MetricsFollower:
+    """The events appended to a metrics.jsonl since the last read, through rewrites of the file.
+
+    ``read()`` returns (events, restarted): restarted means the file was
+    replaced (a resume rewrote it) and events are all of the new file's,
+    from its start; whoever folded the earlier ones must start again.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._tail = MetricsTail(path)
+        self._identity: tuple[int, int] | None = None  # the file read so far (device, inode)
+
+    def read(self) -> tuple[list[Event], bool]:
+        restarted = False
+        for _ in range(3):  # replaced while being read: read the new file
+            identity = _identity(self.path)
+            if identity != self._identity:
+                restarted = restarted or self._identity is not None
+                self._tail, self._identity = MetricsTail(self.path), identity
+            events = self._tail.read()
+            if _identity(self.path) == identity:
+                break
+        return events, restarted
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def training_seconds(status: dict) -> float | None:
+    """How long a run has trained, from its status.json: a closed run records it; a running one adds
+    the time since it started or last resumed to what its earlier sessions recorded."""
+    if status.get("state") != "running":
+        return status.get("seconds")
+    if not status.get("resumed_at"):  # its first session: nothing recorded before
+        return seconds_since(status.get("started_at"))
+    since = seconds_since(status["resumed_at"])
+    return None if since is None else (status.get("seconds") or 0.0) + since
 
 
 class BoundedSeries:
@@ -71,6 +124,7 @@ class RunHistory:
     global_step: int = -1
     lr: float | None = None
     images_per_sec: float | None = None
+    resumes: list[int] = field(default_factory=list)  # the epoch (0-based) each resume began at
     _ema: float | None = None
 
     def feed(self, events: Iterable[Event]) -> None:
@@ -101,6 +155,12 @@ class RunHistory:
         self.state, self.reason = "running", ""
         # A resumed run re-trains a partial epoch: forget what came after its checkpoint.
         self.epochs = [e for e in self.epochs if e.epoch < event.start_epoch]
+        if event.start_epoch:
+            self.resumes.append(event.start_epoch)
+        # Nothing of this session has trained yet: no throughput, and progress where it begins.
+        self.epoch, self.step = event.start_epoch, -1
+        self.global_step = event.start_epoch * event.steps_per_epoch - 1
+        self.images_per_sec = None
 
     def _steps(self, event: Step) -> None:
         for i, loss in enumerate(event.losses):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.widgets import DataTable, RichLog, Static
@@ -14,7 +16,19 @@ from ftui.tui.screens.confirm import ConfirmScreen
 from ftui.tui.screens.run import RunScreen
 
 
-def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3) -> Path:
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Let the app run until condition holds (at once if it does), for at most timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await pilot.pause(0.05)
+
+
+def title_of(screen) -> str:
+    return str(screen.query_one("#title").render())
+
+
+def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3, trainable=11_173_962) -> Path:
     """A run folder written by hand, so screens that show it are the same every time."""
     path = root / name
     path.mkdir(parents=True)
@@ -38,7 +52,7 @@ def fake_run(root: Path, name="tiny-20260101-000000", state="finished", epochs=3
             "time": "2026-01-01T00:00:00+0000",
             "experiment": "tiny",
             "device": "cpu",
-            "trainable_params": 11_173_962,
+            "trainable_params": trainable,
             "total_params": 11_173_962,
             "epochs": 3,
             "start_epoch": 0,
@@ -101,9 +115,33 @@ async def test_a_broken_catalog_is_a_message_on_screen(tui_catalog, tui_runs):
         await pilot.pause()
         error = app.screen.query_one("#error", Static)
         assert error.display and "epochs" in str(error.render()) and "many" in str(error.render())
-        tui_catalog.write_text('[[experiment]]\nname = "x"\nepochs = 2\n')
+        tui_catalog.write_text('[[experiment]]\nname = "x"\nepochs = 2\n\n[[experiment]]\nname = "y"\nepochs = 3\n')
         await pilot.press("f5")
-        assert app.screen.query_one(DataTable).row_count == 1
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 2
+        await pilot.press("down")  # the arrows move the cursor again, as enter always did
+        assert table.cursor_row == 1 and table.has_focus
+        await pilot.press("up")
+        assert table.cursor_row == 0
+
+
+async def test_arrows_work_after_f5_recovers_from_a_catalog_error(app, tui_catalog):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        await pilot.press("down")
+        good = tui_catalog.read_text()
+        tui_catalog.write_text(good.replace("epochs = 2", 'epochs = "many"'))
+        await pilot.press("f5")
+        assert app.screen.query_one("#error", Static).display and not table.display
+        tui_catalog.write_text(good)
+        await pilot.press("f5")
+        assert table.display and table.row_count == 2
+        await pilot.press("up")
+        assert table.cursor_row == 0
+        await pilot.press("down")
+        assert table.cursor_row == 1 and table.has_focus
+        assert "only the head trains" in str(app.screen.query_one("#description", Static).render())
 
 
 async def test_launch_a_tiny_run_and_watch_it_finish(app):
@@ -112,8 +150,8 @@ async def test_launch_a_tiny_run_and_watch_it_finish(app):
         await pilot.press("l")  # launch "tiny" as it is
         assert isinstance(app.screen, RunScreen)
         app.controller.wait(120)
-        await pilot.pause(0.6)  # the screen reads the run folder 4 times a second
         screen = app.screen
+        await wait_for(pilot, lambda: title_of(screen).endswith("· finished"), timeout=5)  # read 4 times a second
         assert app.controller.result.status == "finished"
         assert len(screen.history.epochs) == 2 and screen.history.state == "finished"
         assert len(screen.history.loss) == 4 and screen.redraws >= 1
@@ -170,10 +208,12 @@ async def test_the_curves_of_a_finished_run(app, tui_runs):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         app.open_run(path)
-        await pilot.pause(0.3)
+        await pilot.pause()
         screen = app.screen
+        await wait_for(pilot, lambda: title_of(screen).endswith("· finished"), timeout=5)
         assert [e.test_acc for e in screen.history.epochs] == [31.5, 42.25, 47.0]
         assert "best 47.00%" in str(screen.query_one("#progress-text").render())
+        assert "11.17M of 11.17M parameters train (100%) · finished" in str(screen.query_one("#title").render())
         await pilot.press("s")  # nothing to stop: says so
         assert not isinstance(app.screen, ConfirmScreen)
 
@@ -188,7 +228,10 @@ def test_run_screen_snapshot(snap_compare, tui_catalog, tui_runs):
 
     async def open_run(pilot):
         pilot.app.open_run(path)
-        await pilot.pause(0.3)
+        await pilot.pause()
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: title_of(screen).endswith("· finished") and screen.redraws > 0, timeout=5)
+        await pilot.pause()
 
     assert snap_compare(make_app(tui_catalog, tui_runs), terminal_size=(80, 24), run_before=open_run)
 
@@ -216,13 +259,21 @@ async def test_the_run_screen_tells_an_interrupted_run_and_shows_warnings(app, t
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         app.open_run(path)
-        await pilot.pause(0.3)
+        await pilot.pause()
         screen = app.screen
-        assert "interrupted (its process is gone" in str(screen.query_one("#title").render())
+        await wait_for(pilot, lambda: "interrupted (its process is gone" in title_of(screen), timeout=5)
         log = "\n".join(str(line.text) for line in screen.query_one(RichLog).lines)
         assert "warning: epoch 2 is trained again" in log
         # status.json closed the run, but its last log line could not be written: the folder's status wins.
         status = json.loads((path / "status.json").read_text())
         (path / "status.json").write_text(json.dumps({**status, "state": "failed"}))
-        screen._show_progress()
-        assert str(screen.query_one("#title").render()).endswith("· failed")
+        await wait_for(pilot, lambda: str(screen.query_one("#title").render()).endswith("· failed"), timeout=5)
+
+
+async def test_the_run_screen_never_rounds_a_frozen_stem_to_all_parameters(app, tui_runs):
+    path = fake_run(tui_runs, trainable=11_173_962 - 1_856)  # conv1 and bn1 frozen
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run(path)
+        await pilot.pause()
+        screen = app.screen
+        await wait_for(pilot, lambda: "parameters train (99.98%)" in title_of(screen), timeout=5)

@@ -43,7 +43,7 @@ async def test_space_toggles_a_unit_and_the_totals(app):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_editor(app, pilot)
         assert screen.experiment.trainable == RESNET_UNITS
-        assert str(screen.query_one("#totals").render()) == "trainable 11.17M of 11.17M parameters (100.0%)"
+        assert str(screen.query_one("#totals").render()) == "trainable 11.17M of 11.17M parameters (100%)"
         await pilot.press("down", "down", "down", "down", "down", "space")  # layer4
         assert "layer4" not in screen.experiment.trainable
         assert str(screen.query_one("#totals").render()) == "trainable 2.78M of 11.17M parameters (24.9%)"
@@ -51,6 +51,9 @@ async def test_space_toggles_a_unit_and_the_totals(app):
         assert str(screen.query_one(UnitTable).get_row("layer3")[0]) == "train"
         await pilot.press("space")
         assert screen.experiment.trainable == RESNET_UNITS
+        await pilot.press("up", "up", "up", "up", "up", "space", "down", "space")  # conv1, bn1 frozen
+        assert screen.experiment.trainable == RESNET_UNITS[2:]
+        assert str(screen.query_one("#totals").render()) == "trainable 11.17M of 11.17M parameters (99.98%)"
 
 
 async def test_head_only_all_and_reset(app):
@@ -58,7 +61,7 @@ async def test_head_only_all_and_reset(app):
         screen = await open_editor(app, pilot)
         await pilot.press("h")
         assert screen.experiment.trainable == ("fc",)
-        assert "(0.0%)" in str(screen.query_one("#totals").render())
+        assert "(0.05%)" in str(screen.query_one("#totals").render())  # not rounded to none
         await pilot.press("a")
         assert screen.experiment.trainable == RESNET_UNITS
         await pilot.press("h", "e", "ctrl+a", "ctrl+k", *"0.002", "enter")

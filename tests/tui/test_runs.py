@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from textual.widgets import DataTable, Static
 
 from ftui.engine import checkpoints as checkpoints_module
+from ftui.engine import history
 from ftui.engine.catalog import experiment_from_dict
 from ftui.tui.app import make_app
 from ftui.tui.screens.checkpoint import CheckpointScreen
@@ -312,7 +313,11 @@ def snapshot_runs(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     root = Path("checkpoints")
     fake_run(root, "resnet18-fc-20260103-101500", "finished", [61.2, 70.4, 72.9], seconds=3725.0)
-    fake_run(root, "resnet18-all-20260102-090000", "running", [80.1], seconds=311.0, pid=os.getpid())
+    # Resumed: 300 s before, and (seconds_since below) 11 s since its resume.
+    running = fake_run(root, "resnet18-all-20260102-090000", "running", [80.1], seconds=300.0, pid=os.getpid())
+    status = json.loads((running / "status.json").read_text())
+    (running / "status.json").write_text(json.dumps({**status, "resumed_at": "2026-01-02T10:00:00+0000"}))
+    monkeypatch.setattr(history, "seconds_since", lambda stamp: 11.0 if stamp else None)  # a still clock
     fake_run(root, "vgg16-20260101-120000", "failed", [40.5], reason=OOM, lr=0.02)
     fake_run(root, "vit-b16-20251231-230000", "running", [], seconds=None, pid=dead_pid())
     return root

@@ -56,7 +56,10 @@ class CatalogScreen(Screen):
     def refresh_catalog(self) -> None:
         table, error = self.query_one(DataTable), self.query_one("#error", Static)
         catalog = self.app.catalog
+        was_hidden = not table.display
         table.display, error.display = catalog is not None, catalog is None
+        if catalog is not None and was_hidden:
+            table.focus()  # hidden, it lost the focus: without it the arrows did nothing (enter is the screen's)
         if catalog is None:
             error.update(
                 f"The catalog {self.app.catalog_path.resolve()} could not be read:\n\n{self.app.catalog_error}\n\n"

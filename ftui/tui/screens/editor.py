@@ -22,7 +22,7 @@ from ...engine.catalog import experiment_from_dict, save_experiment
 from ...engine.experiment import SETTINGS, Experiment, UnitMode
 from ...engine.model_facts import ModelInfo, describe
 from ...errors import FtuiError
-from ...formatting import param_count
+from ...formatting import param_count, share
 from ..footer import SteadyFooter
 from ..widgets.edit_field import range_checks
 from ..widgets.settings_form import SettingsForm, shown
@@ -90,7 +90,7 @@ class EditorScreen(Screen):
     def totals_text(self) -> str:
         total = self.info.total_params
         trainable = sum(u.params for u in self.info.units if u.name in self._exp.trainable)
-        return f"trainable {param_count(trainable)} of {param_count(total)} parameters ({100 * trainable / total:.1f}%)"
+        return f"trainable {param_count(trainable)} of {param_count(total)} parameters ({share(trainable, total)})"
 
     def _refresh(self) -> None:
         self.query_one(UnitTable).show(self._exp)

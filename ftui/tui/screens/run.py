@@ -1,8 +1,11 @@
 """A run, live or finished: progress, curves and its event log, all read from its folder.
 
-The screen never talks to the training thread: it tails metrics.jsonl four
-times a second. So a run started here, one going in another ftui process and
-one that ended long ago are shown by the same code.
+The screen never talks to the training thread: it tails metrics.jsonl and
+reads status.json four times a second. So a run started here, one going in
+another ftui process and one that ended long ago are shown by the same code,
+and a resume, whoever started it (this ftui, another one, the CLI), shows
+within a second: the history starts again from the rewritten log, one
+continuous run with a mark where each resume began.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from textual.widgets import Header, Label, ProgressBar, RichLog
 
 from ...engine import events as ev
 from ...engine.device import memory_in_use
-from ...engine.history import RunHistory
-from ...engine.runs import INTERRUPTED, METRICS, STATUS, MetricsTail, RunFolder, process_alive, run_state, seconds_since
-from ...formatting import duration, param_count
+from ...engine.history import MetricsFollower, RunHistory, training_seconds
+from ...engine.runs import INTERRUPTED, METRICS, STATUS, RunFolder, process_alive, run_state
+from ...errors import RunError
+from ...formatting import duration, param_count, share
 from ..footer import SteadyFooter
 from ..plots import AccuracyPlot, LossPlot
 from .confirm import ConfirmScreen
@@ -50,7 +54,8 @@ class RunScreen(Screen):
         self.live = live  # follows the app's run controller (the run started in this session)
         self.run_dir = run_dir
         self.history = RunHistory()
-        self.tail: MetricsTail | None = None
+        self.follower: MetricsFollower | None = None
+        self.status: dict = {}  # the run folder's status.json, read on each poll
         self.logged_epochs = 0
         self.shown_end = False
         self.redraws = 0  # plot redraws, for responsiveness measurements
@@ -74,10 +79,15 @@ class RunScreen(Screen):
     # -- reading the run folder ----------------------------------------------
 
     def _poll(self) -> None:
-        if self.tail is None and not self._find_run_folder():
+        if self.follower is None and not self._find_run_folder():
             return
-        events = self.tail.read()
-        if events:
+        self._follow_the_live_run()
+        events, restarted = self.follower.read()
+        if restarted:  # a resume rewrote the log: fold it again from its start
+            self.history = RunHistory()
+            self.query_one(RichLog).clear()
+        self.status = self._read_status()
+        if events or restarted:
             self.history.feed(events)
             self._log_events(events)
             self.query_one(LossPlot).show(self.history)
@@ -94,8 +104,25 @@ class RunScreen(Screen):
                 if controller.could_not_start and not self.shown_end:
                     self._show_could_not_start()
                 return False
-        self.tail = MetricsTail(self.run_dir / METRICS)
+        self.follower = MetricsFollower(self.run_dir / METRICS)
         return True
+
+    def _follow_the_live_run(self) -> None:
+        """The live screen shows the run this session started last, also when that is a later one."""
+        run_dir = self.app.controller.run_dir
+        if self.live and run_dir is not None and run_dir != self.run_dir:
+            self.run_dir, self.follower = run_dir, MetricsFollower(run_dir / METRICS)
+            self.history, self.shown_end = RunHistory(), False
+            self.query_one(RichLog).clear()
+            self.query_one(ProgressBar).display = True
+
+    def _read_status(self) -> dict:
+        if self.run_dir is None or not (self.run_dir / STATUS).exists():
+            return {}
+        try:
+            return RunFolder(self.run_dir).read_status()
+        except RunError:
+            return self.status  # being replaced, or broken: what was read last
 
     def _never_started(self) -> bool:
         return self.live and self.run_dir is None and self.app.controller.could_not_start
@@ -117,7 +144,7 @@ class RunScreen(Screen):
         log = self.query_one(RichLog)
         for e in events:
             if isinstance(e, ev.RunStarted):
-                what = f"resumed at epoch {e.start_epoch + 1}" if e.start_epoch else "started"
+                what = f"── resumed at epoch {e.start_epoch + 1}" if e.start_epoch else "started"
                 log.write(
                     f"{e.time[11:19]}  {what} on {e.device}: {e.train_images} train / "
                     f"{e.test_images} test images, batch {e.batch_size}"
@@ -144,29 +171,29 @@ class RunScreen(Screen):
         spe, epochs = h.steps_per_epoch, h.total_epochs
         self.query_one("#title", Label).update(
             f"{start.experiment} · {start.device} · {param_count(start.trainable_params)} of "
-            f"{param_count(start.total_params)} parameters train · {self._state()}"
+            f"{param_count(start.total_params)} parameters train "
+            f"({share(start.trainable_params, start.total_params)}) · {self._state_text()}"
         )
         done = (h.global_step + 1) if h.global_step >= 0 else start.start_epoch * spe
-        if h.state == "finished":
+        if self._state() == "finished":
             done = epochs * spe
         self.query_one(ProgressBar).update(total=max(epochs * spe, 1), progress=done)
         self.query_one("#progress-text", Label).update(self._progress_text(done))
 
     def _state(self) -> str:
-        state = self.history.state
-        if state == "running" and self.run_dir is not None and (self.run_dir / STATUS).exists():
-            # The log says running: status.json says whether that is still true (runs.run_state).
-            state = run_state(RunFolder(self.run_dir).read_status())[0]
-            if state == INTERRUPTED:
-                return "interrupted (its process is gone; resume it from Runs)"
-        return state
+        """status.json's state (runs.run_state), which the run writes last; the log's before there is one."""
+        return run_state(self.status)[0] if self.status else self.history.state
+
+    def _state_text(self) -> str:
+        state = self._state()
+        return "interrupted (its process is gone; resume it from Runs)" if state == INTERRUPTED else state
 
     def _progress_text(self, done: int) -> str:
         h = self.history
         spe, epochs, batch = h.steps_per_epoch, h.total_epochs, h.start.batch_size if h.start else 0
         elapsed = self._elapsed()
         parts = [f"epoch {min(h.epoch + 1, epochs)}/{epochs}", f"step {h.step + 1}/{spe}"]
-        if h.state == "running" and h.images_per_sec:
+        if self._state() == "running" and h.images_per_sec:
             remaining = max(epochs * spe - done, 0) * batch / h.images_per_sec
             parts += [
                 f"{h.images_per_sec:.0f} img/s",
@@ -179,7 +206,7 @@ class RunScreen(Screen):
         return " · ".join(parts + ([memory] if memory else []))
 
     def _elapsed(self) -> float | None:
-        return seconds_since(self.history.start.time) if self.history.start else None
+        return training_seconds(self.status)  # the earlier sessions of a resumed run included
 
     def _gpu_memory(self) -> str:
         # Only this process's own run can be measured from here.
@@ -190,8 +217,11 @@ class RunScreen(Screen):
     # -- actions -----------------------------------------------------------------
 
     def _is_ours(self) -> bool:
+        """This session's run in progress is the one shown (a live screen before its folder exists)."""
         controller = self.app.controller
-        return controller.busy and (self.live or (self.run_dir is not None and controller.run_dir == self.run_dir))
+        if self.run_dir is None:
+            return controller.busy and self.live
+        return controller.busy and controller.run_dir == self.run_dir and self._state() == "running"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action == "stop" and self._never_started())
@@ -204,7 +234,7 @@ class RunScreen(Screen):
                 "Stop this run? It stops within one step; the last completed epoch's checkpoint stays, ready to resume."
             )
             self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop)
-        elif self.run_dir is not None and self.history.state == "running" and self._other_process() is not None:
+        elif self.run_dir is not None and self._state() == "running" and self._other_process() is not None:
             question = f"This run belongs to process {self._other_process()}. Ask it to stop (SIGTERM)?"
             self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop_other)
         else:

@@ -12,13 +12,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
-from ...engine.runs import BEST, LAST, RunFolder, RunSummary, list_runs, seconds_since
-from ...errors import FtuiError
+from ...engine.history import training_seconds
+from ...engine.runs import BEST, LAST, RunFolder, RunSummary, list_runs
+from ...errors import FtuiError, RunError
 from ...formatting import duration, shorten
 from ..footer import SteadyFooter
 from .checkpoint import CheckpointScreen, error_text, evaluation_text
 
-REFRESH_SECONDS = 2.0
+REFRESH_SECONDS = 0.5  # a change in a run folder, whoever made it, shows within a second
 COLUMNS = (
     ("", "mark"),
     ("started", "started"),
@@ -33,10 +34,13 @@ STATE_STYLES = {"finished": "green", "running": "cyan", "stopped": "yellow", "fa
 
 
 def run_seconds(run: RunSummary) -> float | None:
-    """Closed runs record their duration; a running one has been going since it started."""
-    if run.seconds is not None or run.state != "running":
+    """Closed runs record their duration; a running one goes on from it (history.training_seconds)."""
+    if run.state != "running":
         return run.seconds
-    return seconds_since(run.started_at)
+    try:
+        return training_seconds(RunFolder(run.path).read_status())  # when it resumed: not in the summary
+    except RunError:
+        return run.seconds
 
 
 def state_text(state: str) -> Text:
@@ -78,6 +82,7 @@ class RunsScreen(Screen):
     def __init__(self):
         super().__init__()
         self.runs: list[RunSummary] | None = None
+        self.cells: list[list] = []  # the table's cells as last drawn
         self.marked: set[Path] = set()
         self.evaluations: dict[Path, Text] = {}  # run folder -> result or error of its last evaluation
         self.pending: dict[Worker, Path] = {}  # evaluations under way -> their run folder
@@ -110,12 +115,14 @@ class RunsScreen(Screen):
         runs = list_runs(self.app.runs_root)
         if runs == self.runs and not force and not any(r.state == "running" for r in runs):
             return  # unchanged (and no running duration to advance): skip the redraw
-        self.runs = runs
         self.marked &= {r.path for r in runs}
+        cells = [self._cells(run) for run in runs]
+        if runs == self.runs and cells == self.cells and not force:
+            return  # a running duration that has not reached its next second
+        self.runs, self.cells = runs, cells
         table = self.query_one(DataTable)
         selected = self._selected()
         table.clear()
-        cells = [self._cells(run) for run in runs]
         width = self._reason_width(cells)
         for run, row in zip(runs, cells, strict=True):
             table.add_row(*row[:-1], Text(shorten(row[-1], width), style="dim"), key=str(run.path))
