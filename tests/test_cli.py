@@ -141,12 +141,12 @@ def elsewhere(tmp_path, monkeypatch) -> Path:
 
 
 def test_a_run_that_fails_while_training_exits_1(tiny_catalog, elsewhere, capsys, monkeypatch):
-    import ftui.engine.train as train_module
+    import ftui.engine.loop as loop_module
 
     def nan_loss(logits, *args, **kwargs):
         return logits.sum() * float("nan")  # the run diverges: ftui stops it as failed
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", nan_loss)
+    monkeypatch.setattr(loop_module.F, "cross_entropy", nan_loss)
 
     code = main(["run", "tiny", "--catalog", str(tiny_catalog), "--runs", str(elsewhere / "runs")])
     text = capsys.readouterr()
@@ -156,12 +156,12 @@ def test_a_run_that_fails_while_training_exits_1(tiny_catalog, elsewhere, capsys
 
 
 def test_a_bug_in_the_training_loop_exits_70(tiny_catalog, elsewhere, capsys, monkeypatch):
-    import ftui.engine.train as train_module
+    import ftui.engine.loop as loop_module
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug in a loss function")
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", bug)
+    monkeypatch.setattr(loop_module.F, "cross_entropy", bug)
     code = main(["run", "tiny", "--catalog", str(tiny_catalog), "--runs", str(elsewhere / "runs")])
     assert code == EXIT_INTERNAL and "internal error" in capsys.readouterr().err
     assert list_runs(elsewhere / "runs")[0].state == "failed"

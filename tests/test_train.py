@@ -9,9 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from ftui.engine import events as ev
+from ftui.engine.loop import Diverged
 from ftui.engine.runs import RunFolder
 from ftui.engine.stop import StopRequest
-from ftui.engine.train import Diverged, resume, train
+from ftui.engine.train import resume, train
 from ftui.errors import FtuiError
 from tests.conftest import epoch_records
 
@@ -169,7 +170,7 @@ def test_resume_trains_a_partial_epoch_again_and_says_so(make_exp, runs_root):
 
 def test_training_and_ftui_eval_evaluate_in_batches_of_the_same_size(make_exp, runs_root, monkeypatch):
     import ftui.engine.evaluation as evaluation_module
-    import ftui.engine.train as train_module
+    import ftui.engine.loop as loop_module
 
     sizes = []
 
@@ -180,7 +181,7 @@ def test_training_and_ftui_eval_evaluate_in_batches_of_the_same_size(make_exp, r
 
         return evaluate
 
-    monkeypatch.setattr(train_module, "evaluate", spy(train_module.evaluate))
+    monkeypatch.setattr(loop_module, "evaluate", spy(loop_module.evaluate))
     monkeypatch.setattr(evaluation_module, "evaluate", spy(evaluation_module.evaluate))
     result = train(make_exp(epochs=1, batch_size=8), runs_root=runs_root)
     evaluation_module.evaluate_checkpoint(result.run_dir / "best.safetensors", "cpu")
@@ -253,12 +254,12 @@ def test_training_really_learns_on_real_images(make_exp, runs_root):
 
 
 def test_out_of_memory_fails_with_a_hint(make_exp, runs_root, monkeypatch):
-    import ftui.engine.train as train_module
+    import ftui.engine.loop as loop_module
 
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", oom)
+    monkeypatch.setattr(loop_module.F, "cross_entropy", oom)
     result = train(make_exp(), runs_root=runs_root)
     assert result.status == "failed"
     assert "Out of memory" in result.reason and "batch_size" in result.reason
@@ -266,12 +267,12 @@ def test_out_of_memory_fails_with_a_hint(make_exp, runs_root, monkeypatch):
 
 
 def test_an_unexpected_error_is_recorded_then_raised(make_exp, runs_root, monkeypatch):
-    import ftui.engine.train as train_module
+    import ftui.engine.loop as loop_module
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", bug)
+    monkeypatch.setattr(loop_module.F, "cross_entropy", bug)
     events = Recorder()
     with pytest.raises(ZeroDivisionError):
         train(make_exp(), events, runs_root=runs_root)

@@ -392,14 +392,14 @@ def test_run_folders_never_clash(tmp_path):
 async def test_an_exception_in_the_training_thread_is_shown_and_the_tui_stays_usable(
     tui_catalog, tui_runs, monkeypatch
 ):
-    import ftui.engine.train as train_module
+    import ftui.engine.loop as loop_module
     from ftui.tui.app import make_app
     from ftui.tui.screens.catalog import CatalogScreen
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug in a loss function")
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", bug)
+    monkeypatch.setattr(loop_module.F, "cross_entropy", bug)
     app = make_app(tui_catalog, tui_runs)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()

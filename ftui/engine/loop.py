@@ -1,0 +1,289 @@
+"""The epoch loop of one run in progress: steps, reports, evaluation, checkpoints and how the run ends.
+
+Speed: the data lives on the training device as uint8 and is augmented there in batched ops; each
+step's loss is written into a device buffer and read back only when a report is due (a few times a
+second), so there is no host sync per step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import FtuiError, RunError
+from . import events as ev
+from .checkpoints import cpu_state, save_model_checkpoint, save_resume_state
+from .device import autocast, describe_device, is_out_of_memory, uses_bf16
+from .evaluation import eval_batch_size, evaluate
+from .params import count_params, set_train_mode
+from .runs import BEST, ERROR_LOG, LAST, METRICS, RESUME, RESUME_PREVIOUS, DeviceLock, MetricsLog, RunFolder, now_iso
+from .setup import Setup
+from .stop import stop_reason
+
+REPORT_INTERVAL = 0.25  # seconds between step reports (and host syncs)
+
+EventSink = Callable[[ev.Event], None]
+
+
+class Diverged(RunError):
+    """The training loss stopped being a finite number: the run cannot go on."""
+
+
+def append_error_log(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+
+
+class TrainingLoop:
+    """One run in progress: the epoch loop, its reports and its checkpoints."""
+
+    def __init__(
+        self,
+        setup: Setup,
+        folder: RunFolder,
+        emit: EventSink,
+        stop: threading.Event,
+        start_epoch: int,
+        best_acc: float | None,
+        lock: DeviceLock | None = None,
+        warnings: list[str] | None = None,
+    ):
+        self.s = setup
+        self.warnings = list(warnings or [])
+        self.lock = lock
+        self.folder = folder
+        self.emit = emit
+        self.stop = stop
+        self.start_epoch = start_epoch
+        self.best_acc = best_acc
+        self.history: list[ev.EpochEnd] = []
+        self.epochs_done = start_epoch
+        self.metrics = MetricsLog(folder.file(METRICS))
+        self.losses = torch.zeros(setup.steps_per_epoch, device=setup.device)
+        self.started = time.monotonic()
+        # A resumed run's duration includes the time it ran before it was stopped.
+        self.prior_seconds = folder.read_status().get("seconds") or 0.0 if start_epoch else 0.0
+
+    # -- the run -----------------------------------------------------------
+
+    def run(self) -> ev.RunResult:
+        try:
+            self._started()
+            for epoch in range(self.start_epoch, self.s.exp.epochs):
+                if not self._train_epoch(epoch) or not self._end_epoch(epoch):
+                    return self._stopped()
+            return self._finished()
+        except FtuiError as exc:  # Diverged included
+            return self._failed(str(exc))
+        except OSError as exc:  # disk full, permissions, a vanished folder: the files already on disk are intact
+            return self._failed(
+                f"Could not write the run's files in {self.folder.path} ({exc}). The last completed epoch's "
+                "checkpoint is intact. Free disk space (or fix the folder), then continue with: "
+                f"ftui resume {self.folder.path}"
+            )
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                return self._failed(
+                    f"Out of memory on {self.s.device} with batch_size = {self.s.exp.batch_size}. "
+                    "Lower batch_size (or input_size) and resume or start again."
+                )
+            self._failed(f"Internal error: {exc!r}. The traceback is in {self.folder.file(ERROR_LOG)}.")
+            append_error_log(self.folder.file(ERROR_LOG), traceback.format_exc())
+            raise
+        finally:
+            try:
+                self.metrics.close()
+            except OSError:
+                pass  # the disk is still full: every record that was flushed is on disk
+            if self.lock is not None:
+                self.lock.release()
+
+    def _started(self) -> None:
+        trainable, total = count_params(self.s.model)
+        exp = self.s.exp
+        started = ev.RunStarted(
+            run_dir=self.folder.path,
+            experiment=exp.name,
+            device=describe_device(self.s.device, exp.precision),
+            trainable_params=trainable,
+            total_params=total,
+            trainable_units=exp.trainable,
+            epochs=exp.epochs,
+            start_epoch=self.start_epoch,
+            steps_per_epoch=self.s.steps_per_epoch,
+            batch_size=exp.batch_size,
+            train_images=len(self.s.data.train_images),
+            test_images=len(self.s.data.test_images),
+            time=now_iso(),
+        )
+        self._publish(started)
+        if exp.precision == "bf16" and not uses_bf16(self.s.device, exp.precision):
+            self.warnings.append(
+                f'precision = "bf16", but {self.s.device} has no native bf16 kernels (AVX512-BF16 or AMX), '
+                "where bf16 is slower than float32: this run trains in float32."
+            )
+        for message in self.warnings:
+            self._publish(ev.RunWarning(message, time=now_iso()))
+
+    def _publish(self, event: ev.Event, sync: bool = False) -> None:
+        """To the run folder's log first (the single source of truth), then to the caller."""
+        self.metrics.append(event)
+        if sync:
+            self.metrics.sync()
+        self.emit(event)
+
+    # -- one epoch -----------------------------------------------------------
+
+    def _train_epoch(self, epoch: int) -> bool:
+        s, batch = self.s, self.s.exp.batch_size
+        set_train_mode(s.model, s.frozen_bn)
+        order = torch.randperm(len(s.data.train_images), generator=s.generator, device=s.device)
+        self._begin_reports(epoch)
+        for step in range(s.steps_per_epoch):
+            if self.stop.is_set():
+                return False
+            idx = order[step * batch : (step + 1) * batch]
+            x = s.train_augment.train(s.data.train_images[idx], s.generator)
+            with autocast(s.device, s.exp.precision):
+                loss = F.cross_entropy(s.forward(x), s.data.train_labels[idx], label_smoothing=s.exp.label_smoothing)
+            s.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            s.optimizer.step()
+            s.scheduler.step()
+            self.losses[step] = loss.detach()
+            if time.monotonic() >= self.next_report:
+                self._report(epoch, step)
+        self._report(epoch, s.steps_per_epoch - 1)
+        self.train_seconds = time.monotonic() - self.epoch_started
+        return True
+
+    def _begin_reports(self, epoch: int) -> None:
+        self.epoch_started = self.last_report_time = time.monotonic()
+        self.next_report = self.epoch_started + REPORT_INTERVAL
+        self.reported = 0
+        self.epoch_losses: list[float] = []
+
+    def _report(self, epoch: int, step: int) -> None:
+        first = self.reported
+        if step < first:
+            return
+        values = self.losses[first : step + 1].tolist()  # the loop's only host sync
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
+            raise Diverged(
+                f"The training loss became {bad} at epoch {epoch + 1}, step {first + values.index(bad) + 1}. "
+                f"Lower the learning rate (lr = {self.s.exp.lr:g}) and start again; "
+                "checkpoints from earlier epochs are kept."
+            )
+        now = time.monotonic()
+        ips = len(values) * self.s.exp.batch_size / max(now - self.last_report_time, 1e-9)
+        lr = self.s.optimizer.param_groups[0]["lr"]
+        self._publish(ev.Step(epoch, first, epoch * self.s.steps_per_epoch + first, tuple(values), lr, ips))
+        self.epoch_losses.extend(values)
+        self.reported, self.last_report_time, self.next_report = step + 1, now, now + REPORT_INTERVAL
+
+    def _end_epoch(self, epoch: int) -> bool:
+        s = self.s
+        result = evaluate(
+            s.forward,
+            s.data.test_images,
+            s.data.test_labels,
+            s.eval_augment,
+            eval_batch_size(s.exp),
+            s.exp.precision,
+            self.stop,
+        )
+        if result is None:
+            return False
+        images = s.steps_per_epoch * s.exp.batch_size
+        end = ev.EpochEnd(
+            epoch=epoch,
+            train_loss=sum(self.epoch_losses) / len(self.epoch_losses),
+            test_loss=result.loss,
+            test_acc=result.accuracy,
+            lr=s.optimizer.param_groups[0]["lr"],
+            seconds=time.monotonic() - self.epoch_started,
+            images_per_sec=images / max(self.train_seconds, 1e-9),
+        )
+        self._publish(end, sync=True)
+        self.history.append(end)
+        self._checkpoint(epoch, end)
+        return True
+
+    def _checkpoint(self, epoch: int, end: ev.EpochEnd) -> None:
+        s = self.s
+        rng = {"torch": torch.get_rng_state(), "data": s.generator.get_state()}
+        if s.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(s.device)
+        # Resume state first, keeping the previous one: whenever the process dies, the state of
+        # the epoch last.safetensors holds is on disk (see _resume_state_for).
+        if self.folder.file(RESUME).exists():
+            os.replace(self.folder.file(RESUME), self.folder.file(RESUME_PREVIOUS))
+        save_resume_state(self.folder.file(RESUME), s.optimizer, s.scheduler, rng, epoch)
+        kinds = ["last"]
+        if self.best_acc is None or end.test_acc > self.best_acc:
+            self.best_acc = end.test_acc
+            kinds.append("best")
+        tensors = cpu_state(s.model)  # one device-to-host copy serves both files
+        for kind in kinds:
+            path = self.folder.file(LAST if kind == "last" else BEST)
+            save_model_checkpoint(
+                path,
+                tensors,
+                kind=kind,
+                epoch=epoch,
+                experiment=s.exp,
+                metrics=ev.to_record(end),
+                classes=s.data.classes,
+            )
+            self._publish(ev.CheckpointSaved(path, kind, epoch, end.test_acc))
+        self.epochs_done = epoch + 1
+        self.folder.write_status("running", epochs_done=self.epochs_done, best_acc=self.best_acc, last_acc=end.test_acc)
+
+    # -- endings -------------------------------------------------------------
+
+    def _close(self, ending: ev.Ending) -> ev.RunResult:
+        """Log the ending, close status.json, tell the caller; what is on disk stays true if a write fails."""
+        state, reason = ev.RECORD_TYPES[type(ending)], ending.reason
+        seconds = round(self.prior_seconds + time.monotonic() - self.started, 1)
+        try:
+            self.metrics.append(ending)
+        except OSError:
+            pass  # the status file below is what viewers trust
+        try:
+            self.folder.write_status(
+                state,
+                ended_at=ending.time,
+                reason=reason,
+                epochs_done=self.epochs_done,
+                best_acc=self.best_acc,
+                seconds=seconds,
+            )
+        except OSError:
+            pass  # still "running" with this pid: once the process ends it reads as interrupted, which is true
+        self.emit(ending)
+        final = self.history[-1].test_acc if self.history else None
+        return ev.RunResult(state, self.folder.path, self.best_acc, final, self.epochs_done, reason, self.history)
+
+    def _finished(self) -> ev.RunResult:
+        final = self.history[-1].test_acc if self.history else self.best_acc
+        seconds = time.monotonic() - self.started
+        return self._close(ev.Finished(self.folder.path, self.best_acc, final, seconds, self.epochs_done, now_iso()))
+
+    def _stopped(self) -> ev.RunResult:
+        reason = stop_reason(self.stop, self.epochs_done, self.s.exp.epochs)
+        last = self.folder.file(LAST)
+        return self._close(
+            ev.Stopped(self.folder.path, self.epochs_done, last if last.exists() else None, reason, now_iso())
+        )
+
+    def _failed(self, reason: str) -> ev.RunResult:
+        return self._close(ev.Failed(self.folder.path, reason, self.epochs_done, now_iso()))

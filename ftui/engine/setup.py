@@ -1,0 +1,114 @@
+"""What a run needs before its first step: data on the device, the model, its optimizer and schedule.
+
+Built before a run folder exists, so that a run refused here (no data, weights that do not fit, a
+batch larger than the dataset) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import torch
+from torch import nn
+
+from ..errors import FtuiError
+from .augment import Augment
+from .checkpoints import load_checkpoint_model
+from .data import Dataset, load_dataset
+from .device import resolve_device, tune_for, uses_channels_last
+from .evaluation import test_augment
+from .experiment import NORMALIZATIONS, Experiment
+from .models import LayerUnit, build_model, layer_units
+from .params import apply_trainable, frozen_batchnorms, make_optimizer, make_scheduler, param_groups
+
+
+@dataclass
+class Setup:
+    """Everything a run needs, built before its folder is created."""
+
+    exp: Experiment
+    device: torch.device
+    data: Dataset
+    model: nn.Module  # the module itself: its state dict is what checkpoints hold
+    forward: nn.Module  # what the steps call: the model, or its torch.compile'd wrapper
+    units: tuple[LayerUnit, ...]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_augment: Augment
+    eval_augment: Augment
+    frozen_bn: list[nn.Module]
+    generator: torch.Generator
+    steps_per_epoch: int
+
+
+def steps_per_epoch(exp: Experiment, n_train: int) -> int:
+    steps = n_train // exp.batch_size  # the last partial batch is dropped: BatchNorm dislikes tiny batches
+    if steps == 0:
+        raise FtuiError(
+            f"batch_size = {exp.batch_size} is larger than the {n_train} training images of {exp.dataset}. "
+            "Lower batch_size."
+        )
+    return min(steps, exp.max_steps_per_epoch) if exp.max_steps_per_epoch else steps
+
+
+def load_data(exp: Experiment, device: torch.device) -> Dataset:
+    data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
+    if exp.max_test_images:
+        data = dataclasses.replace(
+            data,
+            test_images=data.test_images[: exp.max_test_images],
+            test_labels=data.test_labels[: exp.max_test_images],
+        )
+    return data.to(device)
+
+
+def prepare(exp: Experiment, from_checkpoint: Path | None = None) -> Setup:
+    device = resolve_device(exp.device)
+    tune_for(device)
+    torch.manual_seed(exp.seed)
+    data = load_data(exp, device)
+    if from_checkpoint is None:
+        model = build_model(exp, data.num_classes)
+    else:
+        model = load_checkpoint_model(from_checkpoint)[0]
+    units = layer_units(model)
+    apply_trainable(model, units, exp.trainable)
+    channels_last = uses_channels_last(device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(param_groups(model, units, exp), exp)
+    steps = steps_per_epoch(exp, len(data.train_images))
+    mean, std = NORMALIZATIONS[exp.normalize]
+    augment = Augment(exp.input_size, mean, std, exp.crop_padding, exp.flip, exp.rotation, channels_last)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(exp.seed)
+    # The compiled wrapper shares the model's parameters; its state dict would prefix every
+    # name with "_orig_mod.", so checkpoints are always taken from the model itself.
+    # torch.compile of a Module returns an OptimizedModule, itself a Module; its annotation says only "a callable".
+    forward = cast(nn.Module, torch.compile(model)) if exp.compile else model
+    return Setup(
+        exp,
+        device,
+        data,
+        model,
+        forward,
+        units,
+        optimizer,
+        make_scheduler(optimizer, exp, steps),
+        augment,
+        test_augment(exp, device),
+        frozen_batchnorms(model, units, exp),
+        generator,
+        steps,
+    )
+
+
+def restore_rng(setup: Setup, rng: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and setup.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], setup.device)
+    setup.generator.set_state(rng["data"])
