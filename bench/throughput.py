@@ -54,7 +54,7 @@ from ftui.engine.catalog import experiment_from_dict  # noqa: E402
 from ftui.engine.data import load_dataset  # noqa: E402
 from ftui.engine.device import autocast, describe_device, resolve_device, tune_for, uses_channels_last  # noqa: E402
 from ftui.engine.experiment import NORMALIZATIONS, PRECISIONS  # noqa: E402
-from ftui.engine.models import describe  # noqa: E402
+from ftui.engine.model_facts import describe  # noqa: E402
 from ftui.engine.train import train  # noqa: E402
 
 MEAN, STD = NORMALIZATIONS["cifar10"]

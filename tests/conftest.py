@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # The model facts cache (engine/model_facts.py) of this test session, never the user's: set before
+    # collection, since test modules describe models at import time; subprocesses inherit it.
+    os.environ["FTUI_CACHE_DIR"] = tempfile.mkdtemp(prefix="ftui-test-cache-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ.pop("FTUI_CACHE_DIR", ""), ignore_errors=True)
+
 
 # A real but tiny setup: ResNet18 with the CIFAR stem on 16x16 crops of the
 # embedded CIFAR-10 sample, 2 steps of 8 images per epoch, 32 test images.

@@ -11,13 +11,13 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from ftui.engine import models
+from ftui.engine import model_facts, models
 from ftui.engine.weights import load_weights_state
 from ftui.errors import ModelError, WeightsError
 
 
 def test_resnet18_units():
-    info = models.describe("resnet18", cifar_stem=True)
+    info = model_facts.describe("resnet18", cifar_stem=True)
     assert info.unit_names == ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
     assert info.head_unit == "fc"
     by_name = {u.name: u.params for u in info.units}
@@ -26,7 +26,7 @@ def test_resnet18_units():
 
 
 def test_vgg16_units_are_five_conv_blocks_and_classifier():
-    info = models.describe("vgg16")
+    info = model_facts.describe("vgg16")
     assert info.unit_names == ("block1", "block2", "block3", "block4", "block5", "classifier")
     assert info.head_unit == "classifier"
     # block1 is two 3x3 convs: 3->64 and 64->64, with biases
@@ -34,7 +34,7 @@ def test_vgg16_units_are_five_conv_blocks_and_classifier():
 
 
 def test_vit_b_16_units():
-    info = models.describe("vit_b_16")
+    info = model_facts.describe("vit_b_16")
     layers = tuple(f"encoder_layer_{i}" for i in range(12))
     assert info.unit_names == ("conv_proj", "embed") + layers + ("ln", "heads")
     assert info.fixed_input_size == 224
@@ -52,18 +52,18 @@ def test_every_parameter_belongs_to_exactly_one_unit(name):
 
 
 def test_other_torchvision_models_get_top_level_units():
-    info = models.describe("mobilenet_v3_small")
+    info = model_facts.describe("mobilenet_v3_small")
     assert info.unit_names == ("features", "classifier")
 
 
 def test_unknown_model_suggests_close_names():
     with pytest.raises(ModelError, match="resnet18"):
-        models.check_model_name("resnet19")
+        model_facts.check_model_name("resnet19")
 
 
 def test_cifar_stem_needs_a_resnet():
     with pytest.raises(ModelError, match="cifar_stem"):
-        models.describe("vgg16", cifar_stem=True)
+        model_facts.describe("vgg16", cifar_stem=True)
 
 
 def test_build_replaces_head_and_stem(make_exp):

@@ -65,4 +65,8 @@ def atomic_write_text(
     check: Callable[[Path], None] | None = None,
 ) -> None:
     """atomic_write for text, in UTF-8."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=newline), mode=mode, check=check)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8", newline=newline)
+
+    atomic_write(path, write, mode=mode, check=check)

@@ -21,7 +21,7 @@ import tomlkit
 from ..errors import CatalogError
 from .atomic import atomic_write_text
 from .experiment import FIELD_NAMES, SETTINGS, Experiment
-from .models import describe
+from .model_facts import describe
 from .schema import toml_value
 from .validation import (
     CATALOG_DEFAULTS,

@@ -32,7 +32,8 @@ from .. import __version__
 from ..errors import CheckpointError, FtuiError
 from .atomic import atomic_write
 from .experiment import Experiment
-from .models import build_model, describe, expected_shapes, unit_of
+from .model_facts import describe
+from .models import build_model, expected_shapes, unit_of
 from .validation import experiment_from_dict
 from .weights import mismatch_report, shape_mismatch, state_fits
 

@@ -21,7 +21,8 @@ import torchvision
 from ..errors import FtuiError
 from .checkpoints import load_tensors, read_checkpoint
 from .experiment import WEIGHTS_NONE
-from .models import describe, unit_of
+from .model_facts import describe
+from .models import unit_of
 from .validation import experiment_from_dict
 from .weights import load_weights_state
 

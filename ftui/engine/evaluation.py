@@ -70,12 +70,18 @@ def evaluate(
         return Evaluation(loss_sum.item() / n, 100.0 * correct.item() / n, n)
 
 
-def evaluate_checkpoint(path: Path, device_name: str = "auto", max_images: int = 0) -> tuple[Evaluation, Experiment]:
-    """Test accuracy of a saved checkpoint on its experiment's test set."""
+def evaluate_checkpoint(
+    path: Path, device_name: str = "auto", max_images: int | None = None
+) -> tuple[Evaluation, Experiment]:
+    """Test accuracy of a saved checkpoint on its experiment's test set.
+
+    max_images: None evaluates what the experiment did (its max_test_images), 0 every test image,
+    N the first N.
+    """
     model, _info, exp = load_checkpoint_model(path)
     device = resolve_device(device_name)
     data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
-    limit = max_images or exp.max_test_images or len(data.test_images)
+    limit = (exp.max_test_images if max_images is None else max_images) or len(data.test_images)
     images, labels = data.test_images[:limit].to(device), data.test_labels[:limit].to(device)
     model.to(device)
     if uses_channels_last(device):

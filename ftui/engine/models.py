@@ -10,9 +10,7 @@ definition selects parameters, buffers and modules.
 
 from __future__ import annotations
 
-import difflib
 import functools
-from dataclasses import dataclass
 
 import torch
 import torchvision
@@ -21,53 +19,8 @@ from torchvision.models import VGG, VisionTransformer
 
 from ..errors import ModelError, WeightsError
 from .experiment import Experiment
+from .model_facts import LayerUnit, ModelInfo, check_model_name
 from .weights import load_weights_state, mismatch_report, state_fits
-
-
-@dataclass(frozen=True)
-class LayerUnit:
-    name: str
-    prefixes: tuple[str, ...]
-    params: int = 0
-
-    def owns(self, qualified_name: str) -> bool:
-        return any(qualified_name == p or qualified_name.startswith(p + ".") for p in self.prefixes)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the catalog and the UI need to know about a model, without weights."""
-
-    name: str
-    units: tuple[LayerUnit, ...]
-    head_unit: str
-    fixed_input_size: int | None  # ViT only accepts its training resolution
-    has_resnet_stem: bool
-
-    @property
-    def unit_names(self) -> tuple[str, ...]:
-        return tuple(u.name for u in self.units)
-
-    @property
-    def total_params(self) -> int:
-        return sum(u.params for u in self.units)
-
-
-@functools.lru_cache(maxsize=1)
-def classification_models() -> tuple[str, ...]:
-    return tuple(torchvision.models.list_models(module=torchvision.models))
-
-
-def check_model_name(name: str) -> str:
-    known = classification_models()
-    if name in known:
-        return name
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ModelError(
-        f"Unknown model {name!r}: ftui takes torchvision classification models "
-        f"(resnet18, vgg16, vit_b_16, and {len(known) - 3} more).{hint}"
-    )
 
 
 def _find_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -188,9 +141,11 @@ def expected_shapes(name: str, cifar_stem: bool, num_classes: int) -> dict[str, 
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-@functools.lru_cache(maxsize=64)
-def describe(name: str, cifar_stem: bool = False, num_classes: int = 10) -> ModelInfo:
-    """Units and constraints of a model, computed on the meta device (no memory, no weights)."""
+def compute_model_info(name: str, cifar_stem: bool = False, num_classes: int = 10) -> ModelInfo:
+    """Units and constraints of a model, computed on the meta device (no memory, no weights).
+
+    Everyone else asks model_facts.describe, which keeps what this computes across processes.
+    """
     name = check_model_name(name)
     with torch.device("meta"):
         model = _construct(name, num_classes, cifar_stem)

@@ -20,7 +20,7 @@ from ..errors import FtuiError
 from ..formatting import duration
 from .atomic import atomic_write_text
 from .catalog import Catalog
-from .models import describe
+from .model_facts import describe
 from .runs import RunFolder, RunSummary
 
 MARKDOWN = "results.md"

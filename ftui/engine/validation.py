@@ -19,9 +19,9 @@ from typing import Any
 
 from ..errors import CatalogError, ModelError
 from .experiment import FIELD_NAMES, SETTINGS, WEIGHTS_NONE, Experiment
-from .models import ModelInfo, check_model_name, describe
+from .model_facts import ModelInfo, check_model_name, describe, weight_names
 from .schema import Kind, toml_value
-from .weights import is_local_weights, weight_names
+from .weights import is_local_weights
 
 # What a catalog entry that leaves a key out gets.
 CATALOG_DEFAULTS = {key: s.default for key, s in SETTINGS.items() if not s.required}

@@ -11,15 +11,17 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import torch
-import torchvision
-from safetensors.torch import load_file
-from torch import nn
 
 from ..errors import WeightsError
 from .experiment import WEIGHTS_NONE
+from .model_facts import weight_names
+
+# torch is imported where weights are loaded: the catalog asks is_local_weights without paying for it.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -28,16 +30,9 @@ def is_local_weights(weights: str) -> bool:
     return weights.lower().endswith(LOCAL_SUFFIXES) or "/" in weights or os.sep in weights
 
 
-def weight_names(model_name: str) -> tuple[str, ...]:
-    """Pretrained weight names torchvision offers for a model, DEFAULT first."""
-    try:
-        enum = torchvision.models.get_model_weights(model_name)
-    except (ValueError, KeyError):
-        return ()
-    return ("DEFAULT",) + tuple(n for n in enum.__members__ if n != "DEFAULT")
-
-
 def hub_checkpoint_dir() -> Path:
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -54,6 +49,8 @@ def _pretrained(model_name: str, weights: str):
             f"{model_name} has no pretrained weights named {weights!r}. torchvision offers: {offered}; "
             f'or use weights = "none" or a path to a .safetensors/.pth file.'
         )
+    import torchvision
+
     return torchvision.models.get_model_weights(model_name)[weights]
 
 
@@ -77,6 +74,8 @@ def _download(model_name: str, weights: str) -> dict[str, torch.Tensor]:
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     # Training scripts often save {"state_dict": ...} or {"model": ...}.
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -111,6 +110,9 @@ def _not_weights(path: Path) -> WeightsError | None:
 
 
 def load_local_weights(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+    from safetensors.torch import load_file
+
     if not path.is_file():
         raise WeightsError(f"Weights file {path} does not exist.")
     try:

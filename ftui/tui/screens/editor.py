@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Header, Static
 
 from ...engine.catalog import experiment_from_dict, save_experiment
 from ...engine.experiment import SETTINGS, Experiment, UnitMode
-from ...engine.models import ModelInfo, describe
+from ...engine.model_facts import ModelInfo, describe
 from ...errors import FtuiError
 from ...formatting import param_count
 from ..footer import SteadyFooter

@@ -20,8 +20,9 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select
 
 from ...engine.experiment import SETTINGS, WEIGHTS_NONE, Experiment
+from ...engine.model_facts import weight_names
 from ...engine.schema import Setting
-from ...engine.weights import is_local_weights, weight_names
+from ...engine.weights import is_local_weights
 from .edit_field import EditField, first_failure, mark_invalid
 from .status_line import Notice
 

@@ -9,7 +9,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from ...engine.experiment import Experiment, UnitMode
-from ...engine.models import LayerUnit, ModelInfo
+from ...engine.model_facts import LayerUnit, ModelInfo
 from ...formatting import param_count
 from .status_line import Notice
 
