@@ -66,7 +66,9 @@ def run(app: FtuiApp, headless: bool = False) -> int:
     signal.signal(signal.SIGINT, terminate)
     # torch, torchvision and textual leave ~1M long-lived objects that every full collection walked,
     # freezing the UI (BENCHMARKS.md, section 2). Frozen, collections only walk what the app makes.
+    # torch is imported after the catalog is drawn (app.py), so its objects are frozen once it is in.
     gc.freeze()
+    app.after_engine_loaded = gc.freeze
     try:
         app.run(headless=headless)
     finally:
