@@ -68,7 +68,12 @@ class FtuiApp(App):
         self.call_after_refresh(self._load_engine)
 
     def _load_engine(self) -> None:
-        ENGINE.start(then=self.after_engine_loaded)
+        ENGINE.start(then=self._engine_loaded)
+
+    def _engine_loaded(self) -> None:
+        hook = self.after_engine_loaded  # read when loading ends: workbench.py takes it back when the app closes
+        if hook is not None:
+            hook()
 
     # -- runs ----------------------------------------------------------------
 

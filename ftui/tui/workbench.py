@@ -73,7 +73,9 @@ def run(app: FtuiApp, headless: bool = False) -> int:
         app.run(headless=headless)
     finally:
         # Frozen objects are never freed, even at exit, and triton's bindings then print a
-        # "leaked instances" report into the terminal: let the exit collect them again.
+        # "leaked instances" report into the terminal: let the exit collect them again. A torch still
+        # loading when the UI closed must not freeze them again.
+        app.after_engine_loaded = None
         gc.unfreeze()
         try:
             _see_the_run_out(app)
