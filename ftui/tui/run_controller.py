@@ -25,15 +25,15 @@ from ..engine import events as ev
 from ..engine.experiment import Experiment
 from ..engine.stop import StopRequest
 
-# What training, evaluation and the checkpoint screens import, in the order the import goes;
-# the run screen (textual-plotext) with them, so that the first launch opens it at once.
+# What training, evaluation and the checkpoint screens import, in the order the import goes. The
+# run screen (textual-plotext, no torch) comes first, in milliseconds: a launch opens it at once.
 ENGINE_MODULES = (
+    "ftui.tui.screens.run",
     "torch",
     "torchvision",
     "ftui.engine.train",
     "ftui.engine.evaluation",
     "ftui.engine.compare",
-    "ftui.tui.screens.run",
 )
 
 
