@@ -57,7 +57,8 @@ class EngineLoader:
         return self._thread is not None
 
     def start(self, then: Callable[[], None] | None = None) -> None:
-        """Begin the import, if it has not begun; `then` runs in the loading thread once it is done."""
+        """Begin the import, if it has not begun; `then` runs in the loading thread once it is done
+        (at once, here, if it is done already)."""
         with self._lock:
             if then is not None:
                 if self.loaded.is_set():
@@ -80,11 +81,14 @@ class EngineLoader:
                 importlib.import_module(name)
         except BaseException as exc:  # whoever needs a module imports it again and gets the error itself
             self.error = exc
-        with self._lock:
-            self.loaded.set()
-            then, self._then = self._then, []
-        for callback in then:
-            callback()
+        while True:  # the callbacks, then `loaded`: whoever waited finds them done
+            with self._lock:
+                then, self._then = self._then, []
+                if not then:
+                    self.loaded.set()
+                    return
+            for callback in then:
+                callback()
 
 
 ENGINE = EngineLoader()

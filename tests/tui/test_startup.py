@@ -95,3 +95,16 @@ def test_a_run_launched_right_after_start_trains_to_its_end(tui_catalog, tui_run
     assert seen["screen_after_launch"] == "RunScreen"  # the run screen came at once
     assert seen["status"] == "finished" and seen["screen_state"] == "finished"
     assert seen["loaded"] and seen["error"] is None
+
+
+def test_the_engine_loader_imports_once_reports_a_failure_and_calls_back():
+    from ftui.tui.run_controller import EngineLoader
+
+    called = []
+    loader = EngineLoader(("json", "ftui_no_such_module"))
+    assert not loader.started
+    loader.start(then=lambda: called.append("first"))
+    assert loader.wait(60) and loader.started
+    assert isinstance(loader.error, ModuleNotFoundError)  # whoever needs the module meets the error again
+    loader.start(then=lambda: called.append("after"))  # already loaded: called at once, nothing imported again
+    assert called == ["first", "after"]
