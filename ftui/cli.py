@@ -33,9 +33,6 @@ from .errors import (
 
 DEFAULT_CATALOG = "experiments.toml"
 DEFAULT_RUNS = "checkpoints"
-# evaluate_checkpoint reads max_images = 0 as "the experiment's own max_test_images"; a limit past the
-# end of the test set is all of it.
-ALL_TEST_IMAGES = sys.maxsize
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -203,11 +200,9 @@ def cmd_eval(args) -> int:
             f"--max-images {args.max_images}: give a number of test images, or 0 for all of them "
             "(without it, the experiment's own max_test_images)."
         )
-    # Absent: the experiment's own max_test_images (0 to evaluate_checkpoint); 0: every test image.
-    limit = {None: 0, 0: ALL_TEST_IMAGES}.get(args.max_images, args.max_images)
     path = Path(args.checkpoint)
     started = time.monotonic()
-    result, exp = evaluate_checkpoint(path, args.device or "auto", limit)
+    result, exp = evaluate_checkpoint(path, args.device or "auto", args.max_images)
     out.print(
         f"{args.checkpoint}: test accuracy [bold]{result.accuracy:.2f}%[/] "
         f"(loss {result.loss:.4f}) on {result.images} {exp.dataset} test images in {time.monotonic() - started:.1f}s"

@@ -2,10 +2,11 @@
 
 The training thread is a plain non-daemon thread, not a Textual worker: a run
 must outlive the screen that started it, and the app itself (if the terminal
-goes away, training goes on to its end). Events go into a deque, which never
-blocks the training thread; screens read the run folder (the single source of
-truth) a few times a second, so a run started here and a run started by
-another ftui process look the same.
+goes away, training goes on to its end). The controller keeps only what the
+screens cannot read from disk (the run folder's path, a failure before it
+existed); screens read the run folder (the single source of truth) a few times
+a second, so a run started here and a run started by another ftui process look
+the same.
 
 torch and the training engine are not imported with this module: importing them
 takes seconds, and the catalog is drawn without them. ENGINE imports them in a
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,7 +101,6 @@ class RunController:
         self.runs_root = runs_root
         self.thread: threading.Thread | None = None
         self.stop_event = StopRequest()
-        self.events: deque[ev.Event] = deque(maxlen=10_000)
         self.run_dir: Path | None = None
         self.experiment: str = ""
         self.failure: str | None = None
@@ -143,7 +142,6 @@ class RunController:
         if self.busy:
             raise RuntimeError("a run is already in progress")
         self.stop_event = StopRequest()
-        self.events.clear()
         self.run_dir, self.failure, self.result, self.experiment = None, None, None, experiment
         self.thread = threading.Thread(target=self._run, args=(run, device), name="ftui-train", daemon=False)
         self.thread.start()
@@ -164,4 +162,3 @@ class RunController:
             self.run_dir = event.run_dir
         elif isinstance(event, ev.Failed):
             self.failure = event.reason
-        self.events.append(event)
