@@ -14,7 +14,8 @@ from pathlib import Path
 from ftui.engine.catalog import load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "torchvision", "numpy", "PIL", "safetensors", "plotext", "textual_plotext")
+TORCH_SIDE = ("torch", "torchvision", "numpy", "PIL", "safetensors")
+HEAVY = (*TORCH_SIDE, "plotext", "textual_plotext")
 
 # Started with: catalog path, runs folder, what to do ("draw" or "launch"). Prints one line of JSON.
 PROBE = """
@@ -68,14 +69,12 @@ print("SEEN " + json.dumps(seen))
 def probe(catalog: Path, runs: Path, what: str) -> dict:
     # The model facts of the catalog are computed here, once (conftest keeps them in this session's cache).
     load_catalog(catalog)
-    env = {"PYTHONPATH": str(REPO)}
-    code = PROBE.format(heavy=HEAVY)
     done = subprocess.run(
-        [sys.executable, "-c", code, str(catalog), str(runs), what],
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), str(catalog), str(runs), what],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, **env},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("SEEN "))
@@ -95,6 +94,27 @@ def test_a_run_launched_right_after_start_trains_to_its_end(tui_catalog, tui_run
     assert seen["screen_after_launch"] == "RunScreen"  # the run screen came at once
     assert seen["status"] == "finished" and seen["screen_state"] == "finished"
     assert seen["loaded"] and seen["error"] is None
+
+
+def test_no_screen_imports_torch_until_it_is_used():
+    # A screen opened while torch still loads (runs, a past run's curves, results) opens at once: the
+    # engine modules that import torch are imported inside the functions that use them.
+    screens = ("catalog", "editor", "runs", "run", "checkpoint", "results", "compare", "confirm", "prompt")
+    code = (
+        "import sys\n"
+        "import ftui.tui.workbench\n"
+        + "".join(f"import ftui.tui.screens.{name}\n" for name in screens)
+        + f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(TORCH_SIDE)!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "[]\n"
 
 
 def test_the_engine_loader_imports_once_reports_a_failure_and_calls_back():
