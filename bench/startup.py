@@ -50,7 +50,22 @@ def workbench_until(text: str, catalog: Path, timeout: float = 120.0) -> float:
             time.sleep(0.01)
         raise TimeoutError(f"{text!r} never appeared on the workbench")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True, check=False)
+        quit_workbench()
+
+
+def quit_workbench(timeout: float = 30.0) -> None:
+    """Ctrl-Q, then the session once the workbench has exited: killing the session while the workbench
+    still runs hangs it up (SIGHUP), and a workbench hung up while it draws can be left behind."""
+    subprocess.run(["tmux", "send-keys", "-t", SESSION, "C-q"], capture_output=True, check=False)
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        alive = subprocess.run(
+            ["tmux", "list-panes", "-t", SESSION, "-F", "#{pane_dead}"], capture_output=True, text=True
+        )
+        if alive.returncode != 0 or alive.stdout.strip() == "1":
+            break
+        time.sleep(0.05)
+    subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True, check=False)
 
 
 def main(argv: list[str] | None = None) -> int:

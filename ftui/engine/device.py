@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import FtuiError
+
+# torch is imported in the functions that use it: the run screen imports this module (memory_in_use)
+# and opens before the workbench has loaded torch.
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; an explicit device that is missing is an error."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -52,6 +58,8 @@ def compute_threads(threads: int | None):
     training thread, it leaves the UI thread's own count alone; restoring it there gives the
     default back to threads started afterwards.
     """
+    import torch
+
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -67,6 +75,8 @@ def memory_in_use(device: str) -> int | None:
     ``device`` is a device name ("cuda:1") or the text a run records for its device
     ("cuda (NVIDIA H200), bf16"): its first word names the device.
     """
+    import torch
+
     name = device.split(" ", 1)[0].rstrip(",") if device else ""
     if not name.startswith("cuda") or not torch.cuda.is_available():
         return None
@@ -78,6 +88,8 @@ def memory_in_use(device: str) -> int | None:
 
 def device_key(device: torch.device) -> str:
     """A name per physical device, for the one-run-per-device lock ("cuda" means the current GPU)."""
+    import torch
+
     if device.type == "cuda":
         return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
     return device.type
@@ -101,6 +113,8 @@ def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
 
 
 def _cpu_has_native_bf16() -> bool:
+    import torch
+
     # torch.cpu's feature probes are private; a torch without them gets float32, never an error.
     probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(probe is not None and probe() for probe in probes)
@@ -108,6 +122,8 @@ def _cpu_has_native_bf16() -> bool:
 
 def autocast(device: torch.device, precision: str = "auto"):
     """bf16 autocast where uses_bf16 says so; full precision elsewhere."""
+    import torch
+
     if uses_bf16(device, precision):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -127,6 +143,8 @@ def tune_for(device: torch.device) -> None:
     Its choice, like cuDNN's default algorithms, is not bit-reproducible from run to run.
     TF32 speeds up the float32 matmuls left outside bf16 autocast.
     """
+    import torch
+
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -134,6 +152,8 @@ def tune_for(device: torch.device) -> None:
 
 def describe_device(device: torch.device, precision: str | None = None) -> str:
     """'cuda (NVIDIA H100 80GB HBM3)', with ', bf16' or ', float32' when a precision is given."""
+    import torch
+
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     if precision is None:
         return name
@@ -141,6 +161,8 @@ def describe_device(device: torch.device, precision: str | None = None) -> str:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     text = str(exc)

@@ -1,7 +1,13 @@
-"""The ftui application: owns the catalog, the runs folder and the one run controller."""
+"""The ftui application: owns the catalog, the runs folder and the one run controller.
+
+Nothing on the way to the catalog screen imports torch (seconds on a small machine): the
+catalog is validated from the model facts file (engine/model_facts.py), and torch with the
+training engine is imported in a background thread once the catalog is on the terminal.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -11,7 +17,7 @@ from ..engine.catalog import Catalog, load_catalog
 from ..engine.experiment import Experiment
 from ..engine.runs import RunFolder, list_runs
 from ..errors import FtuiError
-from .run_controller import RunController
+from .run_controller import ENGINE, RunController
 from .screens.confirm import ConfirmScreen
 
 LIVE_RUN = "live-run"
@@ -31,6 +37,8 @@ class FtuiApp(App):
         self.catalog_error: str | None = None
         self.queued: Experiment | None = None
         self.stopped_run_on_exit = False  # the run of this session was stopped by quitting
+        # Run in the loading thread once torch and the engine are imported (workbench.py freezes the GC there).
+        self.after_engine_loaded: Callable[[], None] | None = None
         self.reload_catalog()
 
     def get_driver_class(self):
@@ -56,6 +64,16 @@ class FtuiApp(App):
 
         self.push_screen(CatalogScreen())
         self.set_interval(0.5, self._start_queued)
+        # Called once the catalog screen is painted and idle: its first frame never waits for torch.
+        self.call_after_refresh(self._load_engine)
+
+    def _load_engine(self) -> None:
+        ENGINE.start(then=self._engine_loaded)
+
+    def _engine_loaded(self) -> None:
+        hook = self.after_engine_loaded  # read when loading ends: workbench.py takes it back when the app closes
+        if hook is not None:
+            hook()
 
     # -- runs ----------------------------------------------------------------
 

@@ -66,12 +66,16 @@ def run(app: FtuiApp, headless: bool = False) -> int:
     signal.signal(signal.SIGINT, terminate)
     # torch, torchvision and textual leave ~1M long-lived objects that every full collection walked,
     # freezing the UI (BENCHMARKS.md, section 2). Frozen, collections only walk what the app makes.
+    # torch is imported after the catalog is drawn (app.py), so its objects are frozen once it is in.
     gc.freeze()
+    app.after_engine_loaded = gc.freeze
     try:
         app.run(headless=headless)
     finally:
         # Frozen objects are never freed, even at exit, and triton's bindings then print a
-        # "leaked instances" report into the terminal: let the exit collect them again.
+        # "leaked instances" report into the terminal: let the exit collect them again. A torch still
+        # loading when the UI closed must not freeze them again.
+        app.after_engine_loaded = None
         gc.unfreeze()
         try:
             _see_the_run_out(app)

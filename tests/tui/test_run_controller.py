@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ftui.engine import device as device_module
+from ftui.engine import train as train_module
 from ftui.engine.catalog import experiment_from_dict
-from ftui.tui import run_controller
 from ftui.tui.run_controller import RunController
 from tests.conftest import TINY
 
@@ -35,7 +35,7 @@ def test_a_cpu_run_leaves_a_core_to_the_ui_and_changes_nothing_after(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     # The training function reports the threads it was given instead of training.
-    monkeypatch.setattr(run_controller, "train", lambda *args, **kwargs: torch.get_num_threads())
+    monkeypatch.setattr(train_module, "train", lambda *args, **kwargs: torch.get_num_threads())
     before = torch.get_num_threads()
     controller = RunController(tmp_path)
     controller.start(experiment_from_dict({**TINY, "device": device}, where="test"))

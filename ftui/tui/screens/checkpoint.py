@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -12,13 +13,16 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 
-from ...engine.checkpoints import CheckpointInfo, read_checkpoint
-from ...engine.compare import UnitMovement, unit_movement
-from ...engine.evaluation import evaluate_checkpoint
 from ...engine.results import summarize_units
 from ...errors import FtuiError
 from ...formatting import param_count, visible
 from ..footer import SteadyFooter
+
+# The engine modules that import torch are imported where they are used: the runs screen, which
+# imports this one, opens before torch has loaded.
+if TYPE_CHECKING:
+    from ...engine.checkpoints import CheckpointInfo
+    from ...engine.compare import UnitMovement
 
 BAR_WIDTH = 24
 EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -33,6 +37,8 @@ def error_text(exc: BaseException | None) -> str:
 
 def evaluation_text(checkpoint: Path, device: str) -> str:
     """Evaluate on the experiment's test set (blocking: call it from a thread worker)."""
+    from ...engine.evaluation import evaluate_checkpoint
+
     result, _ = evaluate_checkpoint(checkpoint, device)
     return f"{checkpoint.name}: {result.accuracy:.2f}% test accuracy, loss {result.loss:.4f} on {result.images} images"
 
@@ -140,6 +146,8 @@ class CheckpointScreen(Screen):
         yield SteadyFooter()
 
     def on_mount(self) -> None:
+        from ...engine.checkpoints import read_checkpoint
+
         self.query_one("#message").display = False
         try:
             self.info = read_checkpoint(self.path)
@@ -195,6 +203,8 @@ class CheckpointScreen(Screen):
 
     @work(thread=True, exclusive=True, group="movement", exit_on_error=False)
     def _compute_movement(self) -> list[UnitMovement]:
+        from ...engine.compare import unit_movement
+
         return unit_movement(self.path)
 
     def _show_movement(self) -> None:
