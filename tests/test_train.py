@@ -234,15 +234,16 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_training_really_learns_on_real_images(make_exp, runs_root):
-    # The whole embedded sample for 3 epochs at 32x32 with ResNet18's own fast stem:
-    # real CIFAR-10 images, so accuracy far above the 10% of chance means it learns.
+    # The whole embedded sample for 2 epochs at 24x24 with ResNet18's own fast stem: real
+    # CIFAR-10 images, so accuracy far above the 10% of chance means it learns (33-35% over
+    # seeds 1 and 5 on this CPU; 3 epochs at 32x32 gave the same margin in 1.7x the time).
     exp = make_exp(
-        input_size=32,
+        input_size=24,
         cifar_stem=False,
         batch_size=128,
         max_steps_per_epoch=0,
         max_test_images=0,
-        epochs=3,
+        epochs=2,
         lr=0.05,
         crop_padding=4,
         flip=True,
