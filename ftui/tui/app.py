@@ -159,8 +159,8 @@ class FtuiApp(App):
             self.exit()
             return
         question = (
-            f"{self.controller.experiment} is still training. Stop it (its last completed epoch "
-            "stays saved, ready to resume) and quit?"
+            f"{self.controller.experiment} is still training. Stop it and quit? "
+            f"{self.controller.what_stopping_keeps().capitalize()}."
         )
         self.push_screen(ConfirmScreen(question, "Stop and quit", "Keep training"), self._stop_and_quit)
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from ..engine import events as ev
 from ..engine.experiment import Experiment
+from ..engine.runs import RunFolder
 from ..engine.stop import StopRequest
+from ..errors import FtuiError
 
 # What training, evaluation and the checkpoint screens import, in the order the import goes. The
 # run screen (textual-plotext, no torch) comes first, in milliseconds: a launch opens it at once.
@@ -130,6 +132,18 @@ class RunController:
             return resume(run_dir, self._on_event, self.stop_event)
 
         self._launch(experiment, run, device)
+
+    def what_stopping_keeps(self) -> str:
+        """What a stop leaves, said truthfully: in the first epoch nothing is saved yet."""
+        done = 0
+        if self.run_dir is not None:
+            try:
+                done = int(RunFolder(self.run_dir).read_status().get("epochs_done") or 0)
+            except (FtuiError, ValueError, TypeError):
+                done = 0
+        if done == 0:
+            return "it is in its first epoch, so nothing is saved yet: stopping ends it, and it starts again from zero"
+        return f"its last completed epoch ({done}) stays saved, ready to resume"
 
     def request_stop(self, why: str) -> None:
         self.stop_event.request(why)

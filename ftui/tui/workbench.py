@@ -101,6 +101,11 @@ def _see_the_run_out(app: FtuiApp) -> None:
     result, folder = controller.result, controller.run_dir
     if result is None or folder is None:  # an internal error, or it never started
         _say(f"{name} failed: {result.reason if result else controller.failure}")
+    elif result.status == "stopped" and result.epochs_done == 0:
+        _say(
+            f"{name} stopped {result.reason}, before its first epoch ended: nothing was saved to resume; "
+            f"launch it again to train it. Its run folder {folder} keeps its log."
+        )
     elif result.status == "stopped":
         _say(f"{name} stopped {result.reason}. Its run folder is {folder}; `ftui resume {folder}` continues it.")
     elif result.status == "finished":

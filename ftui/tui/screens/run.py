@@ -230,9 +230,7 @@ class RunScreen(Screen):
         if self._never_started():
             self.notify(f"{self.app.controller.experiment} never started: there is nothing to stop.")
         elif self._is_ours():
-            question = (
-                "Stop this run? It stops within one step; the last completed epoch's checkpoint stays, ready to resume."
-            )
+            question = f"Stop this run? It stops within one step; {self.app.controller.what_stopping_keeps()}."
             self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop)
         elif self.run_dir is not None and self._state() == "running" and self._other_process() is not None:
             question = f"This run belongs to process {self._other_process()}. Ask it to stop (SIGTERM)?"
