@@ -406,3 +406,18 @@ def test_checkpoint_movement_snapshot(snap_compare, tui_catalog, crafted_checkpo
         await pilot.pause()
 
     assert snap_compare(make_app(tui_catalog, "checkpoints"), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_the_footer_offers_stop_only_while_the_run_shown_is_running(tmp_path, tui_catalog):
+    root = tmp_path / "checkpoints"
+    finished = fake_run(root, "resnet18-fc-20260103-101500", "finished", [61.2, 70.4, 72.9])
+    running = fake_run(root, "resnet18-all-20260102-090000", "running", [80.1], pid=os.getpid())
+    app = make_app(tui_catalog, root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for path, offered in ((finished, False), (running, True)):
+            app.open_run(path)
+            await pilot.pause(0.3)
+            keys = {b.binding.action for b in app.screen.active_bindings.values() if b.binding.show and b.enabled}
+            assert ("stop" in keys) is offered, (path.name, keys)
+            await pilot.press("escape")
+            await pilot.pause()

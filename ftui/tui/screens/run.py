@@ -59,6 +59,7 @@ class RunScreen(Screen):
         self.logged_epochs = 0
         self.shown_end = False
         self.redraws = 0  # plot redraws, for responsiveness measurements
+        self.offered_stop = True  # what the footer showed last: "s Stop run" until the run is seen not running
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,6 +88,9 @@ class RunScreen(Screen):
             self.history = RunHistory()
             self.query_one(RichLog).clear()
         self.status = self._read_status()
+        if self._stoppable() != self.offered_stop:  # the run ended or was resumed: the footer follows
+            self.offered_stop = not self.offered_stop
+            self.refresh_bindings()
         if events or restarted:
             self.history.feed(events)
             self._log_events(events)
@@ -223,8 +227,16 @@ class RunScreen(Screen):
             return controller.busy and self.live
         return controller.busy and controller.run_dir == self.run_dir and self._state() == "running"
 
+    def _stoppable(self) -> bool:
+        """The run shown is training (or about to): only then does the footer offer to stop it."""
+        if self._never_started():
+            return False
+        if self.follower is None:  # a live run before its folder exists
+            return self.live and self.app.controller.busy
+        return self._state() == "running"
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action == "stop" and self._never_started())
+        return self._stoppable() if action == "stop" else True
 
     def action_stop(self) -> None:
         if self._never_started():
