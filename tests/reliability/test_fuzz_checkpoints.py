@@ -19,12 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from ftui.cli import main
 from ftui.engine import evaluation
-from ftui.engine.catalog import experiment_from_dict
-from ftui.engine.checkpoints import cpu_state, load_checkpoint_model, read_checkpoint, save_model_checkpoint
-from ftui.engine.models import build_model
+from ftui.engine.checkpoints import load_checkpoint_model, read_checkpoint
 from ftui.errors import FtuiError
 
-SMALL = {"name": "small", "model": "mobilenet_v3_small", "weights": "none", "input_size": 32, "epochs": 3}
 FIELDS = ("kind", "epoch", "experiment", "metrics", "trainable_units", "classes", "versions")
 NASTY = ["[/]", "[bold red]x", "\x1b[2J", "\x1b]0;owned\x07", "\x9b31m", "a\rb", "\x7f", "é", "", "0", "-1", "1e309"]
 # C0 controls but newline, DEL, and the C1 range a terminal may read as escape sequences
@@ -33,22 +30,10 @@ BUDGET_S = 20.0  # a slow machine runs fewer cases; it never fails for being slo
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory) -> tuple[dict, dict]:
-    exp = experiment_from_dict(SMALL, where="test")
-    path = tmp_path_factory.mktemp("ckpt") / "best.safetensors"
-    metrics = {"type": "epoch", "epoch": 1, "test_acc": 50.0, "test_loss": 1.5, "train_loss": 1.2}
-    save_model_checkpoint(
-        path,
-        cpu_state(build_model(exp, 10)),
-        kind="best",
-        epoch=1,
-        experiment=exp,
-        metrics=metrics,
-        classes=tuple(f"c{i}" for i in range(10)),
-    )
-    with safe_open(path, framework="pt") as f:
+def good(good_checkpoint) -> tuple[dict, dict]:
+    with safe_open(good_checkpoint, framework="pt") as f:
         meta = dict(f.metadata())
-    return meta, load_file(path)
+    return meta, load_file(good_checkpoint)
 
 
 def random_value(rng: random.Random, depth: int = 0):

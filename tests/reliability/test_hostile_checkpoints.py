@@ -15,29 +15,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ftui.cli import main
-from ftui.engine.catalog import experiment_from_dict
-from ftui.engine.checkpoints import RESUME_FORMAT, cpu_state, read_checkpoint, save_model_checkpoint
-from ftui.engine.models import build_model
+from ftui.engine.checkpoints import RESUME_FORMAT, read_checkpoint
 from ftui.errors import CheckpointError
-
-SMALL = {"name": "small", "model": "mobilenet_v3_small", "weights": "none", "input_size": 32, "epochs": 3}
+from tests.reliability.conftest import SMALL
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Path:
-    exp = experiment_from_dict(SMALL, where="test")
-    path = tmp_path_factory.mktemp("ckpt") / "best.safetensors"
-    metrics = {"type": "epoch", "epoch": 1, "test_acc": 50.0, "test_loss": 1.5, "train_loss": 1.2}
-    save_model_checkpoint(
-        path,
-        cpu_state(build_model(exp, 10)),
-        kind="best",
-        epoch=1,
-        experiment=exp,
-        metrics=metrics,
-        classes=tuple(f"c{i}" for i in range(10)),
-    )
-    return path
+def good(good_checkpoint) -> Path:
+    return good_checkpoint
 
 
 def edited(good: Path, folder: Path, **fields: str) -> Path:
@@ -53,7 +38,6 @@ def test_the_good_checkpoint_reads(good):
     assert (info.kind, info.epoch, len(info.classes), info.metrics["test_acc"]) == ("best", 1, 10, 50.0)
 
 
-EXPERIMENT = json.dumps({**SMALL, "trainable": ["classifier"]})
 CASES = {
     "epoch": ["three", "-1", "1.5", "٣"],  # a word, a negative, a float, a non-ASCII digit
     "classes": ["5", '"c0"', '{"a": 1}', "[1, 2]"],
