@@ -31,7 +31,7 @@ from .errors import (
     FtuiError,
     exit_code_for_signal,
 )
-from .formatting import param_count, visible
+from .formatting import param_count, plain_line, visible
 
 DEFAULT_CATALOG = "experiments.toml"
 DEFAULT_RUNS = "checkpoints"
@@ -167,11 +167,6 @@ def _markup_safe(value: object) -> str:
     return escape(visible(str(value)))
 
 
-def _plain(value: object) -> str:
-    """A value read from a file, on one line, with control characters made visible."""
-    return visible(str(value), newlines=False)
-
-
 def cmd_inspect(args) -> int:
     from .engine.checkpoints import read_checkpoint
 
@@ -181,24 +176,24 @@ def cmd_inspect(args) -> int:
     def line(*parts) -> None:  # file contents as plain text: no markup, no control characters
         out.print(Text.assemble(*parts), soft_wrap=True)
 
-    line((_plain(info.path), "bold"), f"  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})")
+    line((plain_line(info.path), "bold"), f"  ({info.kind} checkpoint, epoch {info.epoch + 1} of {exp.get('epochs')})")
     line(
-        f"experiment: {_plain(exp.get('name'))}  model: {_plain(exp.get('model'))}  input: {exp.get('input_size')}  "
-        f"dataset: {exp.get('dataset')} ({len(info.classes)} classes)"
+        f"experiment: {plain_line(exp.get('name'))}  model: {plain_line(exp.get('model'))}  "
+        f"input: {exp.get('input_size')}  dataset: {exp.get('dataset')} ({len(info.classes)} classes)"
     )
     if m:
         line(
             f"test accuracy {m.get('test_acc', float('nan')):.2f}%  test loss {m.get('test_loss', float('nan')):.4f}  "
             f"train loss {m.get('train_loss', float('nan')):.4f}"
         )
-    line(f"trained units: {_plain(', '.join(info.trainable_units) or 'none')}")
-    line("versions: " + _plain(", ".join(f"{k} {v}" for k, v in info.versions.items())))
+    line(f"trained units: {plain_line(', '.join(info.trainable_units) or 'none')}")
+    line("versions: " + plain_line(", ".join(f"{k} {v}" for k, v in info.versions.items())))
     table = Table(header_style="bold", box=None)
     for col in ("tensor", "shape", "dtype", "unit", "state"):
         table.add_column(col)
     for t in info.tensors:
         cells = (t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, t.unit, "trained" if t.trained else "frozen")
-        table.add_row(*(Text(_plain(c)) for c in cells))
+        table.add_row(*(Text(plain_line(c)) for c in cells))
     out.print(table)
     out.print(f"{len(info.tensors)} tensors, {param_count(info.param_count)} values")
     return EXIT_OK

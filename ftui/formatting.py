@@ -55,3 +55,8 @@ _CONTROLS_BUT_NEWLINE = {c: v for c, v in _CONTROLS.items() if c != 0x0A}
 def visible(text: str, newlines: bool = True) -> str:
     """text with every control character written out as \\xNN (newlines kept when newlines is True)."""
     return text.translate(_CONTROLS_BUT_NEWLINE if newlines else _CONTROLS)
+
+
+def plain_line(value: object) -> str:
+    """A value read from a file (a name, a path, metadata), for one line of output: no control character."""
+    return visible(str(value), newlines=False)

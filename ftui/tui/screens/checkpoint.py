@@ -15,7 +15,7 @@ from textual.worker import Worker, WorkerState
 
 from ...engine.results import summarize_units
 from ...errors import FtuiError
-from ...formatting import param_count, visible
+from ...formatting import param_count, plain_line
 from ..footer import SteadyFooter
 
 # The engine modules that import torch are imported where they are used: the runs screen, which
@@ -62,15 +62,11 @@ def fit(name: str, width: int) -> str:
     return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
 
 
-def _plain(value: object) -> str:
-    return visible(str(value), newlines=False)  # names and paths come from files: no control characters
-
-
 def summary_text(info: CheckpointInfo) -> Text:
     exp, m = info.experiment, info.metrics
-    name, folder = _plain(exp.get("name", "?")), _plain(info.path.parent.name)
+    name, folder = plain_line(exp.get("name", "?")), plain_line(info.path.parent.name)
     text = Text()
-    text.append(f"{folder}/{_plain(info.path.name)}", style="bold")
+    text.append(f"{folder}/{plain_line(info.path.name)}", style="bold")
     if not folder.startswith(name):  # run folders are named after their experiment
         text.append(f" ({name})")
     kind = "" if info.path.stem == info.kind else f" ({info.kind})"
@@ -82,14 +78,14 @@ def summary_text(info: CheckpointInfo) -> Text:
             f"{m.get('train_loss', float('nan')):.4f}\n"
         )
     units = tuple(dict.fromkeys(t.unit for t in info.tensors))
-    start = "random weights" if exp.get("weights") == "none" else _plain(exp.get("weights", "?"))
+    start = "random weights" if exp.get("weights") == "none" else plain_line(exp.get("weights", "?"))
     text.append(
         f"trains {summarize_units(info.trainable_units, units)} · from {start} · "
         f"{len(info.classes)} classes · {param_count(info.param_count)} values\n"
     )
     # The safetensors version says nothing about the results; the others can.
     versions = {k: v for k, v in info.versions.items() if k != "safetensors"}
-    text.append(_plain(" · ".join(f"{k} {v}" for k, v in versions.items())), style="dim")
+    text.append(plain_line(" · ".join(f"{k} {v}" for k, v in versions.items())), style="dim")
     return text
 
 
