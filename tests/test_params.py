@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from ftui.engine.models import build_model, layer_units
 from ftui.engine.params import (
-    apply_trainable,
+    apply_modes,
     count_params,
     frozen_batchnorms,
     lr_factor,
@@ -22,7 +24,7 @@ from ftui.errors import FtuiError
 def _setup(exp):
     model = build_model(exp, 10)
     units = layer_units(model)
-    apply_trainable(model, units, exp.trainable)
+    apply_modes(model, units, exp)
     return model, units
 
 
@@ -102,7 +104,7 @@ def test_optimizers_take_the_groups(make_exp, optimizer, kind, hyper):
 def test_nothing_trainable_is_an_error(make_exp):
     exp = make_exp(trainable=["fc"])
     model, units = _setup(exp)
-    apply_trainable(model, units, ())
+    apply_modes(model, units, dataclasses.replace(exp, trainable=()))
     with pytest.raises(FtuiError, match="trains nothing"):
         param_groups(model, units, exp)
 

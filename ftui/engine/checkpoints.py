@@ -14,6 +14,7 @@ Every write goes to a temporary file that is fsynced and renamed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -32,8 +33,10 @@ from .. import __version__
 from ..errors import CheckpointError, FtuiError
 from .atomic import atomic_write
 from .experiment import Experiment
-from .model_facts import describe
-from .models import build_model, expected_shapes, unit_of
+from .lora import is_lora_tensor
+from .model_facts import LayerUnit, describe
+from .models import build_model, expected_shapes, layer_units, meta_model, unit_of
+from .params import stats_fixed, trains
 from .validation import experiment_from_dict
 from .weights import mismatch_report, shape_mismatch, state_fits
 
@@ -62,6 +65,7 @@ class CheckpointInfo:
     classes: tuple[str, ...]
     versions: dict
     tensors: tuple[TensorInfo, ...]
+    lora_base: dict | None = None  # a LoRA run's file holds no base weights: {"weights": ..., "sha256": ...}
 
     @property
     def param_count(self) -> int:
@@ -108,6 +112,33 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
 
 
+def _kept(model: nn.Module, units: tuple[LayerUnit, ...], exp: Experiment) -> set[str]:
+    """What a LoRA run's checkpoint holds: what learns (updates, trained units) and statistics that move."""
+    kept = {n for n, _ in model.named_parameters() if trains(exp, unit_of(units, n).name, n)}
+    return kept | {n for n, _ in model.named_buffers() if not stats_fixed(exp, unit_of(units, n).name)}
+
+
+def checkpoint_state(model: nn.Module, units: tuple[LayerUnit, ...], exp: Experiment) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint of this run holds: the whole model, or for LoRA only what is not the base."""
+    state = cpu_state(model)
+    if not exp.uses_lora:
+        return state
+    kept = _kept(model, units, exp)
+    return {k: v for k, v in state.items() if k in kept}
+
+
+def base_digest(model: nn.Module, units: tuple[LayerUnit, ...], exp: Experiment) -> str:
+    """SHA-256 of the base tensors a LoRA checkpoint leaves out, by name, shape, dtype and value."""
+    kept = _kept(model, units, exp)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name not in kept:
+            value = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{name}|{tuple(value.shape)}|{value.dtype}|".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_model_checkpoint(
     path: Path,
     tensors: dict[str, torch.Tensor],
@@ -117,6 +148,7 @@ def save_model_checkpoint(
     experiment: Experiment,
     metrics: dict,
     classes: tuple[str, ...],
+    base_sha256: str | None = None,
 ) -> None:
     metadata = {
         "format": FORMAT,
@@ -128,6 +160,8 @@ def save_model_checkpoint(
         "classes": json.dumps(list(classes)),
         "versions": json.dumps(versions()),
     }
+    if base_sha256 is not None:
+        metadata["lora_base"] = json.dumps({"weights": experiment.weights, "sha256": base_sha256})
     _atomic_save(tensors, path, metadata)
 
 
@@ -214,6 +248,23 @@ def _experiment(meta: dict[str, str], path: Path) -> dict:
         raise CheckpointError(f"{path}: its experiment metadata is not a valid experiment:\n{exc}") from exc
 
 
+def _expected(exp: dict, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes the file must hold: the whole model, or a LoRA run's kept tensors."""
+    if not exp.get("lora"):
+        return expected_shapes(exp["model"], bool(exp.get("cifar_stem")), num_classes)
+    resolved = experiment_from_dict(exp, where="experiment")
+    model = meta_model(resolved, num_classes)
+    kept = _kept(model, layer_units(model), resolved)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if k in kept}
+
+
+def _lora_base(meta: dict[str, str], path: Path) -> dict:
+    value = _json_field(meta, "lora_base", path)
+    if not (isinstance(value, dict) and isinstance(value.get("weights"), str) and isinstance(value.get("sha256"), str)):
+        raise _bad_field(path, "lora_base", "the base weights' name and SHA-256")
+    return value
+
+
 def read_checkpoint(path: Path) -> CheckpointInfo:
     """Metadata and tensor table from the header alone (no tensor data is read)."""
     path = Path(path)
@@ -238,7 +289,7 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         raise _bad_field(path, "kind", '"last" or "best"')
     try:
         units = describe(exp["model"], bool(exp.get("cifar_stem")), len(classes)).units
-        expected = expected_shapes(exp["model"], bool(exp.get("cifar_stem")), len(classes))
+        expected = _expected(exp, len(classes))
     except (FtuiError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: its experiment metadata does not describe a known model ({exc}).") from exc
     given = {name: shape for name, (shape, _) in table.items()}
@@ -250,7 +301,7 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     # The file stores names sorted; show them in the model's unit order (conv1 before layer1 ...).
     order = {u.name: i for i, u in enumerate(units)}
     tensors = tuple(
-        TensorInfo(name, shape, dtype, owner[name], owner[name] in trainable)
+        TensorInfo(name, shape, dtype, owner[name], owner[name] in trainable or is_lora_tensor(name))
         for name, (shape, dtype) in sorted(table.items(), key=lambda item: (order[owner[item[0]]], item[0]))
     )
     return CheckpointInfo(
@@ -263,6 +314,7 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         classes=classes,
         versions=_versions(meta, path),
         tensors=tensors,
+        lora_base=_lora_base(meta, path) if exp.get("lora") else None,
     )
 
 
@@ -277,12 +329,36 @@ def load_checkpoint_model(path: Path) -> tuple[nn.Module, CheckpointInfo, Experi
     """Rebuild the checkpoint's model on the CPU and load its weights (strictly)."""
     info = read_checkpoint(path)
     exp = experiment_from_dict(info.experiment, where=str(path))
+    if info.lora_base is not None:
+        return _load_lora_model(Path(path), info, exp), info, exp
     model = build_model(dataclasses.replace(exp, weights="none"), num_classes=len(info.classes))
     state = load_tensors(Path(path))
     if not state_fits(model, state):
         raise CheckpointError(f"{path} does not fit the {exp.model} it says it holds: {mismatch_report(model, state)}")
     model.load_state_dict(state)
     return model, info, exp
+
+
+def _load_lora_model(path: Path, info: CheckpointInfo, exp: Experiment) -> nn.Module:
+    """The base model from the weights the run started from, checked against the digest, then the file's tensors."""
+    assert info.lora_base is not None
+    torch.manual_seed(exp.seed)  # random base weights (weights = "none") are those of the run's seed
+    try:
+        model = build_model(exp, num_classes=len(info.classes))
+    except FtuiError as exc:
+        raise CheckpointError(
+            f"{path} holds LoRA updates, not a whole model: it needs the base weights its run started from "
+            f"({exp.weights}), and they cannot be loaded: {exc}"
+        ) from exc
+    units = layer_units(model)
+    if base_digest(model, units, exp) != info.lora_base["sha256"]:
+        raise CheckpointError(
+            f"{path} holds LoRA updates trained on other base weights than those now at {exp.weights} "
+            f"(SHA-256 {info.lora_base['sha256'][:12]}… expected). Put back the weights the run started from, "
+            "or use the merged export of this checkpoint made where they were."
+        )
+    model.load_state_dict(load_tensors(path), strict=False)  # the names were checked by read_checkpoint
+    return model
 
 
 def save_resume_state(

@@ -30,12 +30,15 @@ FROZEN_BN = ("update", "freeze")
 PRECISIONS = ("auto", "bf16", "float32")
 # weights values that are not a file path
 WEIGHTS_NONE = "none"
+# Layers inside a LoRA unit that can carry an update (engine/lora.py finds them in a model).
+LORA_KINDS = ("attention", "linear", "conv")
 
 
 class UnitMode(enum.StrEnum):
     """What a layer unit does in a run: a value, not a flag, so that more than two modes can exist."""
 
     TRAIN = "train"  # its parameters are handed to the optimizer
+    LORA = "lora"  # its weights stay as they are; a low-rank update B·A beside them trains (engine/lora.py)
     FROZEN = "frozen"  # requires_grad=False, never in the optimizer
 
 
@@ -82,6 +85,24 @@ class Experiment:
         values='`"all"` or a list of layer units',
         catalog_default="all",  # unit names depend on the model; an entry that does not say trains every unit
     )
+    lora: tuple[str, ...] = setting(
+        (),
+        "the layer units adapted with LoRA: their weights stay frozen and a low-rank update B·A learns beside them",
+        values='`"all"` (every unit not in `trainable`) or a list of layer units',
+    )
+    lora_rank: int = setting(8, "rank r of each LoRA update", range=Range(1, 1024), label="lora rank")
+    lora_alpha: float | None = setting(
+        None, "LoRA scaling α: the update is α/r · B·A (none: 2 × rank)", range=Range(0, lo_open=True), label="lora α"
+    )
+    lora_dropout: float = setting(
+        0.0, "dropout on the input of each LoRA update", range=Range(0, 1, hi_open=True), label="lora drop"
+    )
+    lora_layers: tuple[str, ...] = setting(
+        LORA_KINDS,
+        "which layers of a LoRA unit get an update: `attention` (ViT's self-attention, its in- and output "
+        "projections together), `linear` (ViT's MLP, VGG's classifier, a head), `conv` (ResNet, VGG)",
+        values='`"all"` or a list of `attention`, `linear`, `conv`',
+    )
     lr: float = setting(
         0.01, "base learning rate of every trainable unit", range=Range(0, 10, lo_open=True), label="base lr"
     )
@@ -108,7 +129,8 @@ class Experiment:
     label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy loss", range=Range(0, 1, hi_open=True))
     frozen_bn: str = setting(
         "update",
-        "whether BatchNorm running statistics of frozen units keep updating (the report's runs let them)",
+        "whether BatchNorm running statistics of frozen units keep updating (the report's runs let them; "
+        "with LoRA units they never do: they belong to the base weights)",
         choices=FROZEN_BN,
     )
     seed: int = setting(
@@ -134,13 +156,29 @@ class Experiment:
     )
 
     def mode_of(self, unit: str) -> UnitMode:
-        return UnitMode.TRAIN if unit in self.trainable else UnitMode.FROZEN
+        if unit in self.trainable:
+            return UnitMode.TRAIN
+        return UnitMode.LORA if unit in self.lora else UnitMode.FROZEN
 
     def with_modes(self, modes: dict[str, UnitMode], order: Iterable[str]) -> Experiment:
         """The experiment with these units' modes changed (others keep theirs); order is the model's unit order."""
-        wanted = {u for u in order if modes.get(u, self.mode_of(u)) is UnitMode.TRAIN}
+        order = tuple(order)
+        mode = {u: modes.get(u, self.mode_of(u)) for u in order}
         # Kept in the model's order, so the experiment compares equal to a catalog entry.
-        return dataclasses.replace(self, trainable=tuple(u for u in order if u in wanted))
+        return dataclasses.replace(
+            self,
+            trainable=tuple(u for u in order if mode[u] is UnitMode.TRAIN),
+            lora=tuple(u for u in order if mode[u] is UnitMode.LORA),
+        )
+
+    @property
+    def uses_lora(self) -> bool:
+        return bool(self.lora)
+
+    @property
+    def alpha(self) -> float:
+        """The LoRA scaling numerator in effect (lora_alpha, or twice the rank)."""
+        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank
 
     def lr_for(self, unit: str) -> float:
         return self.unit_lr.get(unit, self.lr)
@@ -149,6 +187,8 @@ class Experiment:
         """Plain JSON-ready dict (lists, not tuples)."""
         d = dataclasses.asdict(self)
         d["trainable"] = list(self.trainable)
+        d["lora"] = list(self.lora)
+        d["lora_layers"] = list(self.lora_layers)
         d["unit_lr"] = dict(self.unit_lr)
         return d
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import FtuiError, RunError
 from . import events as ev
-from .checkpoints import cpu_state, save_model_checkpoint, save_resume_state
+from .checkpoints import checkpoint_state, save_model_checkpoint, save_resume_state
 from .device import autocast, describe_device, is_out_of_memory, uses_bf16
 from .evaluation import eval_batch_size, evaluate
 from .params import count_params, set_train_mode
@@ -232,7 +232,7 @@ class TrainingLoop:
         if self.best_acc is None or end.test_acc > self.best_acc:
             self.best_acc = end.test_acc
             kinds.append("best")
-        tensors = cpu_state(s.model)  # one device-to-host copy serves both files
+        tensors = checkpoint_state(s.model, s.units, s.exp)  # one device-to-host copy serves both files
         for kind in kinds:
             path = self.folder.file(LAST if kind == "last" else BEST)
             save_model_checkpoint(
@@ -243,6 +243,7 @@ class TrainingLoop:
                 experiment=s.exp,
                 metrics=ev.to_record(end),
                 classes=s.data.classes,
+                base_sha256=s.base_sha256,
             )
             self._publish(ev.CheckpointSaved(path, kind, epoch, end.test_acc))
         self.epochs_done = epoch + 1

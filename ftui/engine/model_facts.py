@@ -4,7 +4,7 @@ Checking a catalog needs each model's layer units, its input constraints and the
 weights torchvision offers. Computing them imports torch and torchvision (4-5 s on a small
 machine), which `ftui list` and the workbench's first screen must not wait for. They are computed
 once and kept in a small JSON file per torchvision release and per version of ftui's unit
-definitions (models.py and this file), so a later start reads them in milliseconds. The file is
+definitions (models.py, lora.py and this file), so a later start reads them in milliseconds. The file is
 only a cache: anything wrong with it (unreadable, edited, another format) means "compute again".
 """
 
@@ -34,6 +34,16 @@ class LayerUnit:
 
 
 @dataclass(frozen=True)
+class Adaptable:
+    """A layer LoRA can adapt: a Linear, a Conv2d, or a MultiheadAttention (its in- and output projections)."""
+
+    module: str  # qualified name in the adapted torchvision model
+    unit: str
+    kind: str  # one of experiment.LORA_KINDS
+    rank_cost: int  # LoRA parameters per unit of rank: Σ (fan_in + fan_out) over the update's A·B pairs
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the catalog and the UI need to know about a model, without weights."""
 
@@ -42,6 +52,18 @@ class ModelInfo:
     head_unit: str
     fixed_input_size: int | None  # ViT only accepts its training resolution
     has_resnet_stem: bool
+    adaptable: tuple[Adaptable, ...] = ()
+
+    def lora_targets(self, units: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[Adaptable, ...]:
+        """The layers a LoRA run adapts: those of the kinds chosen, in the units chosen."""
+        return tuple(a for a in self.adaptable if a.unit in units and a.kind in kinds)
+
+    def lora_params(self, units: tuple[str, ...], kinds: tuple[str, ...], rank: int) -> dict[str, int]:
+        """LoRA parameters per unit (only units that get some): rank × Σ (fan_in + fan_out), as PEFT builds them."""
+        counts: dict[str, int] = {}
+        for a in self.lora_targets(units, kinds):
+            counts[a.unit] = counts.get(a.unit, 0) + rank * a.rank_cost
+        return counts
 
     @property
     def unit_names(self) -> tuple[str, ...]:
@@ -60,7 +82,8 @@ def cache_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def _cache_file() -> Path:
     here = Path(__file__).parent
-    code = hashlib.sha256((here / "models.py").read_bytes() + Path(__file__).read_bytes()).hexdigest()[:12]
+    sources = (here / "models.py", here / "lora.py", Path(__file__))
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     try:
         torchvision = importlib.metadata.version("torchvision")
     except importlib.metadata.PackageNotFoundError:
@@ -147,7 +170,12 @@ def weight_names(model_name: str) -> tuple[str, ...]:
 def _info_from(data) -> ModelInfo | None:
     try:
         units = tuple(LayerUnit(u["name"], tuple(u["prefixes"]), int(u["params"])) for u in data["units"])
-        info = ModelInfo(data["name"], units, data["head_unit"], data["fixed_input_size"], data["has_resnet_stem"])
+        adaptable = tuple(
+            Adaptable(str(a["module"]), str(a["unit"]), str(a["kind"]), int(a["rank_cost"])) for a in data["adaptable"]
+        )
+        info = ModelInfo(
+            data["name"], units, data["head_unit"], data["fixed_input_size"], data["has_resnet_stem"], adaptable
+        )
     except (KeyError, TypeError, ValueError):
         return None
     fields_ok = (

@@ -19,6 +19,7 @@ from torchvision.models import VGG, VisionTransformer
 
 from ..errors import ModelError, WeightsError
 from .experiment import Experiment
+from .lora import attach_lora, find_adaptable
 from .model_facts import LayerUnit, ModelInfo, check_model_name
 from .weights import load_weights_state, mismatch_report, state_fits
 
@@ -141,6 +142,15 @@ def expected_shapes(name: str, cifar_stem: bool, num_classes: int) -> dict[str, 
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
+def meta_model(exp: Experiment, num_classes: int) -> nn.Module:
+    """The experiment's model with its LoRA updates, without memory or weights (for names and shapes)."""
+    with torch.device("meta"):
+        model = _construct(check_model_name(exp.model), num_classes, exp.cifar_stem)
+        if exp.uses_lora:
+            attach_lora(model, exp, layer_units(model))
+    return model
+
+
 def compute_model_info(name: str, cifar_stem: bool = False, num_classes: int = 10) -> ModelInfo:
     """Units and constraints of a model, computed on the meta device (no memory, no weights).
 
@@ -152,11 +162,11 @@ def compute_model_info(name: str, cifar_stem: bool = False, num_classes: int = 1
     units = layer_units(model)
     head = unit_of(units, _find_head(model)[0]).name
     fixed = model.image_size if isinstance(model, VisionTransformer) else None
-    return ModelInfo(name, units, head, fixed, has_resnet_stem(model))
+    return ModelInfo(name, units, head, fixed, has_resnet_stem(model), find_adaptable(model, units))
 
 
 def build_model(exp: Experiment, num_classes: int) -> nn.Module:
-    """The experiment's model on the CPU: weights loaded, head and stem adapted.
+    """The experiment's model on the CPU: weights loaded, head and stem adapted, LoRA updates attached.
 
     Weights that fit the unmodified torchvision model (ImageNet checkpoints) are
     loaded before the head and stem are replaced; weights that fit the adapted
@@ -179,4 +189,6 @@ def build_model(exp: Experiment, num_classes: int) -> nn.Module:
         if not state_fits(model, state):
             raise WeightsError(f"The weights in {exp.weights} do not fit {name}: {mismatch_report(model, state)}")
         model.load_state_dict(state)
+    if exp.uses_lora:
+        attach_lora(model, exp, layer_units(model))
     return model

@@ -15,13 +15,20 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import FtuiError
-from .experiment import Experiment
+from .experiment import Experiment, UnitMode
+from .lora import is_lora_tensor
 from .models import LayerUnit, unit_of
 
 
-def apply_trainable(model: nn.Module, units: tuple[LayerUnit, ...], trainable: tuple[str, ...]) -> None:
+def trains(exp: Experiment, unit: str, param_name: str) -> bool:
+    """Whether a parameter learns: every one of a trained unit, only the LoRA update of a LoRA unit."""
+    mode = exp.mode_of(unit)
+    return mode is UnitMode.TRAIN or (mode is UnitMode.LORA and is_lora_tensor(param_name))
+
+
+def apply_modes(model: nn.Module, units: tuple[LayerUnit, ...], exp: Experiment) -> None:
     for name, param in model.named_parameters():
-        param.requires_grad_(unit_of(units, name).name in trainable)
+        param.requires_grad_(trains(exp, unit_of(units, name).name, name))
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
@@ -73,14 +80,24 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, exp.scheduler))
 
 
+def stats_fixed(exp: Experiment, unit: str) -> bool:
+    """Whether a unit's BatchNorm running statistics stay as loaded.
+
+    In a run with LoRA units, in every unit that is not trained: those statistics are part of the
+    base weights, so the small adapter file with the base weights, and both exports (merged and
+    PEFT's), reproduce the model. Otherwise in a frozen unit when frozen_bn = "freeze".
+    """
+    if exp.mode_of(unit) is UnitMode.TRAIN:
+        return False
+    return exp.uses_lora or exp.frozen_bn == "freeze"
+
+
 def frozen_batchnorms(model: nn.Module, units: tuple[LayerUnit, ...], exp: Experiment) -> list[nn.Module]:
-    """BatchNorm layers whose running statistics must not move (frozen_bn = "freeze")."""
-    if exp.frozen_bn != "freeze":
-        return []
+    """BatchNorm layers whose running statistics must not move."""
     return [
         m
         for name, m in model.named_modules()
-        if isinstance(m, _BatchNorm) and unit_of(units, name).name not in exp.trainable
+        if isinstance(m, _BatchNorm) and stats_fixed(exp, unit_of(units, name).name)
     ]
 
 

@@ -16,13 +16,13 @@ from torch import nn
 
 from ..errors import FtuiError
 from .augment import Augment
-from .checkpoints import load_checkpoint_model
+from .checkpoints import base_digest, load_checkpoint_model
 from .data import Dataset, load_dataset
 from .device import resolve_device, tune_for, uses_channels_last
 from .evaluation import test_augment
 from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
-from .params import apply_trainable, frozen_batchnorms, make_optimizer, make_scheduler, param_groups
+from .params import apply_modes, frozen_batchnorms, make_optimizer, make_scheduler, param_groups
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Setup:
     frozen_bn: list[nn.Module]
     generator: torch.Generator
     steps_per_epoch: int
+    base_sha256: str | None = None  # a LoRA run's base weights, named in its checkpoints
 
 
 def steps_per_epoch(exp: Experiment, n_train: int) -> int:
@@ -75,7 +76,8 @@ def prepare(exp: Experiment, from_checkpoint: Path | None = None) -> Setup:
     else:
         model = load_checkpoint_model(from_checkpoint)[0]
     units = layer_units(model)
-    apply_trainable(model, units, exp.trainable)
+    apply_modes(model, units, exp)
+    base = base_digest(model, units, exp) if exp.uses_lora else None
     channels_last = uses_channels_last(device)
     model.to(device)
     if channels_last:
@@ -104,6 +106,7 @@ def prepare(exp: Experiment, from_checkpoint: Path | None = None) -> Setup:
         frozen_batchnorms(model, units, exp),
         generator,
         steps,
+        base,
     )
 
 

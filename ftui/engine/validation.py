@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CatalogError, ModelError
-from .experiment import FIELD_NAMES, SETTINGS, WEIGHTS_NONE, Experiment
+from .experiment import FIELD_NAMES, LORA_KINDS, SETTINGS, WEIGHTS_NONE, Experiment
 from .model_facts import ModelInfo, check_model_name, describe, weight_names
 from .schema import Kind, toml_value
 from .weights import is_local_weights
@@ -195,21 +195,71 @@ def _model_info(values: dict) -> tuple[ModelInfo | None, list[Problem]]:
 
 
 def _unit_problems(values: dict, info: ModelInfo) -> list[Problem]:
-    """Checks trainable and unit_lr against the model's units; resolves values["trainable"] to unit names."""
+    """Checks trainable, lora and unit_lr against the model's units; resolves trainable and lora to unit names."""
     problems = []
-    if "trainable" in values:
-        try:
-            values["trainable"] = _unit_names(values["trainable"], info)
-            if not values["trainable"]:
-                raise Invalid('no layer unit would train; list at least one or use "all"')
-        except Invalid as bad:
-            problems.append(Problem("trainable", f"trainable = {toml_value(values['trainable'])}: {bad}"))
+    for key in ("trainable", "lora_layers", "lora"):  # lora = "all" means every unit that trainable leaves
+        if key in values:
+            try:
+                values[key] = _RESOLVE[key](values, info)
+            except Invalid as bad:
+                problems.append(Problem(key, f"{key} = {toml_value(values[key])}: {bad}"))
     if "unit_lr" in values:
         try:
             _unit_names(tuple(values["unit_lr"]), info)
         except Invalid as bad:
             problems.append(Problem("unit_lr", f"unit_lr = {toml_value(values['unit_lr'])}: {bad}"))
     return problems
+
+
+def _resolved_trainable(values: dict, info: ModelInfo) -> tuple[str, ...]:
+    units = _unit_names(values["trainable"], info)
+    if not units and not values.get("lora"):
+        raise Invalid('no layer unit would train; list at least one or use "all" (or give units to lora)')
+    return units
+
+
+def _resolved_kinds(values: dict, _info: ModelInfo) -> tuple[str, ...]:
+    kinds = values["lora_layers"]
+    if kinds == "all":
+        return LORA_KINDS
+    unknown = [k for k in kinds if k not in LORA_KINDS]
+    if unknown or not kinds:
+        wrong = "; ".join(f"{k!r} is not a kind of layer{hint(k, LORA_KINDS)}" for k in unknown) or "empty"
+        raise Invalid(f"{wrong} (allowed: {', '.join(LORA_KINDS)})")
+    return tuple(k for k in LORA_KINDS if k in kinds)
+
+
+def _resolved_lora(values: dict, info: ModelInfo) -> tuple[str, ...]:
+    trainable = values.get("trainable")
+    trained = trainable if isinstance(trainable, tuple) and all(t in info.unit_names for t in trainable) else ()
+    kinds = values.get("lora_layers", LORA_KINDS)
+    kinds = kinds if isinstance(kinds, tuple) else LORA_KINDS
+    adaptable = {a.unit for a in info.adaptable if a.kind in kinds}
+    if values["lora"] == "all":
+        return tuple(u for u in info.unit_names if u in adaptable and u not in trained)
+    units = _unit_names(values["lora"], info)
+    both = [u for u in units if u in trained]
+    if both:
+        raise Invalid(
+            f"{', '.join(repr(u) for u in both)} {'is' if len(both) == 1 else 'are'} also in trainable; "
+            "a unit either trains all its weights or gets "
+            'LoRA: take it out of one of them (a catalog\'s trainable defaults to "all", so an entry with LoRA '
+            'names the units that train fully, e.g. trainable = ["fc"])'
+        )
+    bare = [u for u in units if u not in adaptable]
+    if bare:
+        raise Invalid(
+            f"{', '.join(repr(u) for u in bare)} has no layer LoRA can adapt of the kinds {', '.join(kinds)} "
+            f"(units that have: {', '.join(u for u in info.unit_names if u in adaptable)})"
+        )
+    return units
+
+
+_RESOLVE: dict[str, Callable[[dict, ModelInfo], tuple[str, ...]]] = {
+    "trainable": _resolved_trainable,
+    "lora_layers": _resolved_kinds,
+    "lora": _resolved_lora,
+}
 
 
 def _input_and_weights_problems(values: dict, info: ModelInfo) -> list[Problem]:
