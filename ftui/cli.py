@@ -187,6 +187,8 @@ def cmd_inspect(args) -> int:
             f"train loss {m.get('train_loss', float('nan')):.4f}"
         )
     line(f"trained units: {plain_line(', '.join(info.trainable_units) or 'none')}")
+    if info.lora_base is not None:
+        _inspect_lora(info, line)
     line("versions: " + plain_line(", ".join(f"{k} {v}" for k, v in info.versions.items())))
     table = Table(header_style="bold", box=None)
     for col in ("tensor", "shape", "dtype", "unit", "state"):
@@ -196,6 +198,43 @@ def cmd_inspect(args) -> int:
         table.add_row(*(Text(plain_line(c)) for c in cells))
     out.print(table)
     out.print(f"{len(info.tensors)} tensors, {param_count(info.param_count)} values")
+    return EXIT_OK
+
+
+def _inspect_lora(info, line) -> None:
+    from .engine.lora import is_lora_tensor
+
+    exp = info.experiment
+    per_unit: dict[str, int] = {}
+    for t in info.tensors:
+        if is_lora_tensor(t.name):
+            per_unit[t.unit] = per_unit.get(t.unit, 0) + t.numel
+    alpha = exp.get("lora_alpha") or 2 * exp.get("lora_rank", 0)
+    kinds = plain_line(", ".join(exp.get("lora_layers", [])))
+    adapters = plain_line(", ".join(f"{u} {param_count(n)}" for u, n in per_unit.items()))
+    line(f"LoRA adapters: rank {exp.get('lora_rank')}, α {alpha:g}, on {kinds} layers: {adapters}")
+    line(
+        f"base weights (not in this file): {plain_line(info.lora_base['weights'])}  "
+        f"sha256 {plain_line(info.lora_base['sha256'][:16])}…"
+    )
+
+
+def cmd_export(args) -> int:
+    from .engine.export import export_merged, export_peft
+
+    source, target = Path(args.checkpoint), Path(args.merged or args.peft)
+    if target.exists() and not args.force:
+        raise FtuiError(f"{target} already exists; choose another name, or add --force to replace it.")
+    if args.merged:
+        count = export_merged(source, target)
+        out.print(
+            f"wrote {_markup_safe(target)}: the whole model with its LoRA updates merged "
+            f"({param_count(count)} values), under torchvision's names"
+        )
+    else:
+        carried = export_peft(source, target)
+        whole = f"; carried whole: {_markup_safe(', '.join(carried))}" if carried else ""
+        out.print(f"wrote {_markup_safe(target)}: PEFT adapter_config.json + adapter_model.safetensors{whole}")
     return EXIT_OK
 
 
@@ -257,6 +296,14 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate on the first N test images; 0: all of them (default: the experiment's max_test_images)",
     )
     ev.set_defaults(func=cmd_eval)
+
+    exp_ = sub.add_parser("export", help="write a checkpoint for use without ftui: merged model or PEFT adapter")
+    exp_.add_argument("checkpoint")
+    where = exp_.add_mutually_exclusive_group(required=True)
+    where.add_argument("--merged", metavar="OUT", help="the whole model, LoRA merged in, as one .safetensors file")
+    where.add_argument("--peft", metavar="DIR", help="PEFT's adapter folder, for PeftModel.from_pretrained")
+    exp_.add_argument("--force", action="store_true", help="replace OUT or DIR if it exists")
+    exp_.set_defaults(func=cmd_export)
 
     res = sub.add_parser("resume", help="continue a stopped run to its planned end")
     res.add_argument("run_folder")

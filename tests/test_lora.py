@@ -313,3 +313,25 @@ def test_copy_of_a_lora_model_keeps_exact_attention(make_exp):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(model(x), twin(x))
+
+
+def test_movement_of_a_lora_unit_is_its_update_over_its_weights(lora_run):
+    from ftui.engine.compare import unit_movement
+    from ftui.engine.lora import lora_deltas
+
+    _, result = lora_run
+    moved = {m.unit: m for m in unit_movement(result.run_dir / "best.safetensors")}
+    assert moved["layer1"].relative_change == 0.0 and not moved["layer1"].trained
+    model, _, _ = load_checkpoint_model(result.run_dir / "best.safetensors")
+    base = {base_name(k): v for k, v in model.state_dict().items()}
+    deltas = {k: d for k, d in lora_deltas(model).items() if k.startswith("layer4.")}
+    weights = [base[k] for k, v in base.items() if k.startswith("layer4.") and k in _params(model)]
+    expected = sum(float(d.double().pow(2).sum()) for d in deltas.values()) ** 0.5 / (
+        sum(float(w.double().pow(2).sum()) for w in weights) ** 0.5
+    )
+    assert moved["layer4"].trained and moved["layer4"].relative_change == pytest.approx(expected, rel=1e-6)
+    assert expected > 0
+
+
+def _params(model) -> set[str]:
+    return {base_name(n) for n, _ in model.named_parameters() if not is_lora_tensor(n)}

@@ -53,6 +53,10 @@ class TensorInfo:
     unit: str
     trained: bool
 
+    @property
+    def numel(self) -> int:
+        return _numel(self.shape)
+
 
 @dataclass(frozen=True)
 class CheckpointInfo:

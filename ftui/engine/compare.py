@@ -19,8 +19,9 @@ import torch
 import torchvision
 
 from ..errors import FtuiError
-from .checkpoints import load_tensors, read_checkpoint
+from .checkpoints import load_checkpoint_model, load_tensors, read_checkpoint
 from .experiment import WEIGHTS_NONE
+from .lora import merged_state
 from .model_facts import describe
 from .models import unit_of
 from .validation import experiment_from_dict
@@ -76,11 +77,19 @@ def unit_movement(checkpoint_path: Path | str) -> list[UnitMovement]:
     info = read_checkpoint(path)
     exp = experiment_from_dict(info.experiment, where=str(path))
     reference = _reference(exp)
-    current = load_tensors(path)
+    current = _effective_weights(path) if info.lora_base is not None else load_tensors(path)
     units = describe(exp.model, exp.cifar_stem, len(info.classes)).units
     names = _parameter_names(exp.model)
     pairs: dict[str, list] = {u.name: [] for u in units}
     for key, tensor in current.items():
         if key in names and tensor.is_floating_point():
             pairs[unit_of(units, key).name].append((tensor, reference.get(key)))
-    return [_movement(u.name, u.params, u.name in info.trainable_units, pairs[u.name]) for u in units if pairs[u.name]]
+    moved = {u.name for u in units if u.name in info.trainable_units or u.name in exp.lora}
+    return [_movement(u.name, u.params, u.name in moved, pairs[u.name]) for u in units if pairs[u.name]]
+
+
+def _effective_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A LoRA checkpoint's weights as the model computes with them: W + ΔW, so a LoRA unit's movement is
+    ‖B·A‖·α/r over ‖W‖."""
+    model, _, _ = load_checkpoint_model(path)
+    return merged_state(model)
