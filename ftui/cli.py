@@ -95,7 +95,7 @@ def cmd_list(args) -> int:
                 "cifar" if exp.cifar_stem else "",
                 str(exp.epochs),
                 ref,
-                short_trainable(exp.model, exp.cifar_stem, exp.trainable),
+                short_trainable(exp.model, exp.cifar_stem, exp.trainable, exp.lora),
                 exp.description,
             )
         )

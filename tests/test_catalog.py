@@ -17,7 +17,14 @@ from ftui.errors import CatalogError
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.toml"
 RESNET18_UNITS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 TABLE_1 = [80.9, 68.2, 88.4, 89.3, 89.8, 89.0, 92.7, 92.5, 89.3, 90.9, 93.7, 94.1, 96.3, 90.5, 95.1, 98.4]
-NOT_TABLE_1 = ("quickstart", "resnet18-scratch", "resnet18-scratch-imagenet-stem")
+NOT_TABLE_1 = (
+    "quickstart",
+    "resnet18-scratch",
+    "resnet18-scratch-imagenet-stem",
+    "vit_b_16-lora-224",
+    "resnet18-lora",
+    "vgg16-lora-224",
+)
 
 # A valid catalog with one entry named "e"; the cases below append keys to that entry.
 VALID = '[defaults]\nweights = "none"\ntrainable = "all"\n\n[[experiment]]\nname = "e"\n'
@@ -45,10 +52,21 @@ def shipped():
 
 
 def test_shipped_catalog_loads(shipped):
-    assert len(shipped.experiments) == 19
+    assert len(shipped.experiments) == 22
     assert {"quickstart", "resnet18-scratch", "resnet18-scratch-imagenet-stem"} <= set(shipped.names)
     table_1 = [e for e in shipped.experiments if e.name not in NOT_TABLE_1]
     assert [e.reference_acc for e in table_1] == TABLE_1
+
+
+def test_shipped_lora_rows(shipped):
+    vit = shipped.get("vit_b_16-lora-224")
+    assert vit.trainable == ("heads",) and vit.lora == tuple(f"encoder_layer_{i}" for i in range(12))
+    assert vit.reference_acc is None and "97%" in vit.description
+    resnet = shipped.get("resnet18-lora")
+    assert resnet.cifar_stem and resnet.trainable == ("conv1", "fc")
+    assert resnet.lora == ("layer1", "layer2", "layer3", "layer4")
+    vgg = shipped.get("vgg16-lora-224")
+    assert vgg.trainable == () and vgg.lora[-1] == "classifier" and vgg.reference_acc is None
 
 
 def test_shipped_per_unit_learning_rates(shipped):

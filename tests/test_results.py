@@ -143,6 +143,11 @@ def test_trainable_in_short(catalog):
     assert (rows["fc"].trains, rows["fft"].trains, rows["all-but-bn1"].trains) == ("fc", "all", "all but bn1")
     assert short_trainable("resnet18", True, ["conv1", "layer1", "fc"]) == "conv1, layer1, fc"
     assert short_trainable("no-such-model", False, ["a", "b"]) == "a, b"
+    assert short_trainable("resnet18", True, ["conv1", "fc"], ["layer1", "layer2", "layer3", "layer4"]) == (
+        "conv1, fc + LoRA all others"
+    )
+    assert short_trainable("resnet18", True, ["fc"], ["layer4"]) == "fc + LoRA layer4"
+    assert short_trainable("resnet18", True, [], ["conv1", "layer1", "layer2", "layer3", "layer4", "fc"]) == "LoRA all"
 
 
 def test_run_time_as_h_mm_ss():
@@ -201,7 +206,11 @@ def test_export_writes_both_files_atomically(catalog, runs, tmp_path):
 
 def test_the_shipped_catalog_has_table_1():
     rows = results_table(load_catalog(REPO / "experiments.toml"), [])
-    assert len(rows) == 19
+    assert len(rows) == 22  # with quickstart and the three LoRA rows, which the report gives no figure for
+    assert (
+        by_name(rows)["resnet18-lora"].trains == "conv1, fc + LoRA all others"
+        and not by_name(rows)["resnet18-lora"].reference
+    )
     referenced = [r for r in rows if r.reference is not None]
     assert len(referenced) == 18  # Table 1's 16 rows and §3.1's two from-scratch runs
     descriptions = {e.name: e.description for e in load_catalog(REPO / "experiments.toml").experiments}

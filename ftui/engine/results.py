@@ -67,14 +67,22 @@ class ResultRow:
         return round(self.measured - self.reference, 2)  # no float noise such as 0.09999999
 
 
-def short_trainable(model: str, cifar_stem: bool, trainable) -> str:
-    """ "all", "all but X" when that is shorter, or the units in the experiment's order."""
-    trainable = tuple(trainable)
+def short_trainable(model: str, cifar_stem: bool, trainable, lora=()) -> str:
+    """ "all", "all but X" when that is shorter, or the units in the experiment's order; then the LoRA units."""
+    trainable, lora = tuple(trainable), tuple(lora)
     try:
-        units = describe(model, cifar_stem).unit_names
+        info = describe(model, cifar_stem)
     except (FtuiError, ValueError, TypeError):  # a removed experiment may name a model we cannot build
-        return ", ".join(trainable)
-    return summarize_units(trainable, units)
+        return ", ".join(trainable) + (f" + LoRA {', '.join(lora)}" if lora else "")
+    trained = summarize_units(trainable, info.unit_names)
+    if not lora:
+        return trained
+    others = {a.unit for a in info.adaptable} - set(trainable)
+    if set(lora) >= others:
+        adapted = "all" if not trainable else "all others"
+    else:
+        adapted = ", ".join(lora) if len(lora) <= 3 else f"{lora[0]} to {lora[-1]} ({len(lora)} units)"
+    return f"LoRA {adapted}" if not trainable else f"{trained} + LoRA {adapted}"
 
 
 def summarize_units(trainable, units) -> str:
@@ -155,7 +163,11 @@ def _orphan_row(name: str, runs: list[RunSummary]) -> ResultRow | None:
     except FtuiError:
         exp = {}
     model = exp.get("model", "")
-    trains = short_trainable(model, bool(exp.get("cifar_stem")), exp.get("trainable", ())) if model else ""
+    trains = (
+        short_trainable(model, bool(exp.get("cifar_stem")), exp.get("trainable", ()), exp.get("lora", ()))
+        if model
+        else ""
+    )
     return _row(name, model, exp.get("input_size"), trains, exp.get("reference_acc"), runs, in_catalog=False)
 
 
@@ -166,7 +178,7 @@ def results_table(catalog: Catalog, runs: list[RunSummary]) -> list[ResultRow]:
             e.name,
             e.model,
             e.input_size,
-            short_trainable(e.model, e.cifar_stem, e.trainable),
+            short_trainable(e.model, e.cifar_stem, e.trainable, e.lora),
             e.reference_acc,
             by_name.get(e.name, []),
         )

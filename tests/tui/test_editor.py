@@ -39,19 +39,26 @@ def prompt_message(app) -> str:
     return str(app.screen.query_one("#prompt-message").render())
 
 
-async def test_space_toggles_a_unit_and_the_totals(app):
+async def test_space_cycles_a_unit_train_lora_frozen_and_the_totals(app):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_editor(app, pilot)
         assert screen.experiment.trainable == RESNET_UNITS
         assert str(screen.query_one("#totals").render()) == "trainable 11.17M of 11.17M parameters (100%)"
+        table = screen.query_one(UnitTable)
         await pilot.press("down", "down", "down", "down", "down", "space")  # layer4
-        assert "layer4" not in screen.experiment.trainable
+        assert screen.experiment.lora == ("layer4",) and "layer4" not in screen.experiment.trainable
+        # rank 8 on layer4's convolutions: 8 · Σ (in·k² + out), exactly PEFT's count
+        assert str(screen.query_one("#totals").render()) == "LoRA 151.6k + trained 2.78M of 11.17M (26.2%)"
+        assert str(table.get_row("layer4")[0]) == "lora"  # a mode, shown as a word
+        assert "gets LoRA updates" in message(screen)
+        await pilot.press("space")
+        assert str(table.get_row("layer4")[0]) == "frozen" and not screen.experiment.lora
         assert str(screen.query_one("#totals").render()) == "trainable 2.78M of 11.17M parameters (24.9%)"
-        assert str(screen.query_one(UnitTable).get_row("layer4")[0]) == "frozen"  # a mode, shown as a word
-        assert str(screen.query_one(UnitTable).get_row("layer3")[0]) == "train"
+        assert str(table.get_row("layer3")[0]) == "train"
         await pilot.press("space")
         assert screen.experiment.trainable == RESNET_UNITS
-        await pilot.press("up", "up", "up", "up", "up", "space", "down", "space")  # conv1, bn1 frozen
+        await pilot.press("up", "up", "up", "up", "up", "space", "space", "down", "space")  # conv1 frozen, bn1 …
+        assert str(table.get_row("bn1")[0]) == "frozen"  # … skips LoRA: a norm has nothing for it to adapt
         assert screen.experiment.trainable == RESNET_UNITS[2:]
         assert str(screen.query_one("#totals").render()) == "trainable 11.17M of 11.17M parameters (99.98%)"
 
@@ -164,7 +171,7 @@ async def test_launch_hands_the_edited_experiment_to_the_app(app, monkeypatch):
     monkeypatch.setattr(app, "launch", launched.append)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_editor(app, pilot)
-        await pilot.press("h", "end", "space")  # nothing trains now
+        await pilot.press("h", "end", "space", "space")  # head: train → LoRA → frozen; nothing trains now
         await pilot.press("l")
         assert launched == [] and "Nothing would train" in message(screen)
         await pilot.press("a", "l")
@@ -300,3 +307,20 @@ def test_range_checks_follow_the_declared_range():
     assert failures(Range(0, 10, lo_open=True), "0") == ["Must be greater than 0"]
     assert failures(Range(0, 10, lo_open=True), "11") == ["Must be less than or equal to 10."]
     assert "valid number" in failures(None, "abc")[0]
+
+
+async def test_lora_rank_and_alpha_are_settings(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_editor(app, pilot)
+        await pilot.press("end", "up", "space")  # layer4: LoRA
+        screen.query_one("#set-lora_rank", Input).focus()
+        await type_into(pilot, "4")
+        assert screen.experiment.lora_rank == 4 and screen.experiment.alpha == 8  # alpha left empty: twice the rank
+        assert str(screen.query_one("#totals").render()).startswith("LoRA 75.8k + trained")
+        screen.query_one("#set-lora_alpha", Input).focus()
+        await type_into(pilot, "32")
+        assert screen.experiment.lora_alpha == 32
+        await type_into(pilot, "")
+        assert screen.experiment.lora_alpha is None
+        await type_into(pilot, "-1")
+        assert screen.experiment.lora_alpha is None and "out of range" in message(screen)

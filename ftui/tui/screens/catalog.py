@@ -91,7 +91,7 @@ class CatalogScreen(Screen):
 
     @staticmethod
     def _cells(exp, accuracy: float | None) -> list:
-        trains = short_trainable(exp.model, exp.cifar_stem, exp.trainable)
+        trains = short_trainable(exp.model, exp.cifar_stem, exp.trainable, exp.lora)
         size = f"{exp.input_size}" + ("c" if exp.cifar_stem else "")
         trains = shorten(trains, TRAINS_WIDTH)  # the description line below spells it out
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"

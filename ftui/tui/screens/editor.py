@@ -33,9 +33,10 @@ from .prompt import PromptScreen
 
 # Single-letter keys reach the screen only from the table: a focused Input eats them.
 _TABLE_ACTIONS = {"toggle", "edit_lr", "all_trainable", "head_only", "reset", "save"}
-_HINT = "space trains or freezes a unit · enter sets its learning rate · tab: settings"
-# What space makes of a unit's mode.
-_NEXT_MODE = {UnitMode.TRAIN: UnitMode.FROZEN, UnitMode.FROZEN: UnitMode.TRAIN}
+_HINT = "space: train → LoRA → frozen · enter sets a unit's learning rate · tab: settings"
+# What space makes of a unit's mode (a unit with no layer LoRA can adapt skips LoRA).
+_NEXT_MODE = {UnitMode.TRAIN: UnitMode.LORA, UnitMode.LORA: UnitMode.FROZEN, UnitMode.FROZEN: UnitMode.TRAIN}
+_SAID = {UnitMode.TRAIN: "trains all its weights", UnitMode.LORA: "gets LoRA updates", UnitMode.FROZEN: "is frozen"}
 
 
 class EditorScreen(Screen):
@@ -88,9 +89,15 @@ class EditorScreen(Screen):
     # -- what is shown --------------------------------------------------------
 
     def totals_text(self) -> str:
-        total = self.info.total_params
-        trainable = sum(u.params for u in self.info.units if u.name in self._exp.trainable)
-        return f"trainable {param_count(trainable)} of {param_count(total)} parameters ({share(trainable, total)})"
+        exp, total = self._exp, self.info.total_params
+        trained = sum(u.params for u in self.info.units if u.name in exp.trainable)
+        if not exp.uses_lora:
+            return f"trainable {param_count(trained)} of {param_count(total)} parameters ({share(trained, total)})"
+        lora = sum(self.info.lora_params(exp.lora, exp.lora_layers, exp.lora_rank).values())
+        return (
+            f"LoRA {param_count(lora)} + trained {param_count(trained)} of {param_count(total)} "
+            f"({share(lora + trained, total)})"
+        )
 
     def _refresh(self) -> None:
         self.query_one(UnitTable).show(self._exp)
@@ -130,8 +137,11 @@ class EditorScreen(Screen):
         self._cycle(event.unit)
 
     def _cycle(self, unit: str) -> None:
-        self._set_modes({unit: _NEXT_MODE[self._exp.mode_of(unit)]})
-        self._say(f"{unit} {'trains' if self._exp.mode_of(unit) is UnitMode.TRAIN else 'is frozen'}")
+        mode = _NEXT_MODE[self._exp.mode_of(unit)]
+        if mode is UnitMode.LORA and not self.info.lora_targets((unit,), self._exp.lora_layers):
+            mode = _NEXT_MODE[mode]  # nothing in this unit for LoRA to adapt (a norm, bare embeddings)
+        self._set_modes({unit: mode})
+        self._say(f"{unit} {_SAID[mode]}")
 
     def action_all_trainable(self) -> None:
         self._set_modes(dict.fromkeys(self.info.unit_names, UnitMode.TRAIN))
@@ -149,7 +159,7 @@ class EditorScreen(Screen):
         self._say(f"reset to the catalog entry {self.original.name}")
 
     def action_launch(self) -> None:
-        if not self._exp.trainable:
+        if not self._exp.trainable and not self._exp.lora:
             self._say("Nothing would train: toggle a unit with space, or press a for all.", error=True)
             self.app.notify("Nothing would train; select at least one unit.", severity="warning")
             return
@@ -237,9 +247,10 @@ class EditorScreen(Screen):
         data = {**self._exp.to_dict(), key: value}
         # Nothing trainable is a fine state to edit through (launch and save refuse it):
         # check the rest as if every unit trained.
-        data["trainable"] = data["trainable"] or "all"
+        if not data["trainable"] and not data["lora"]:
+            data["trainable"] = "all"
         exp = experiment_from_dict(data, where="refused", base_dir=self.app.catalog_path.absolute().parent)
-        return dataclasses.replace(exp, trainable=self._exp.trainable)
+        return dataclasses.replace(exp, trainable=self._exp.trainable, lora=self._exp.lora)
 
     def _apply(self, key: str, value: object) -> str | None:
         """Rebuild the experiment with one setting changed; a value the catalog would refuse is refused here

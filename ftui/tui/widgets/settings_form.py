@@ -27,7 +27,11 @@ from .edit_field import EditField, first_failure, mark_invalid
 from .status_line import Notice
 
 # Which settings the form shows, a row each line; the rest are edited in the catalog file.
-ROWS = (("epochs", "batch_size", "input_size", "lr", "device"), ("weights", "optimizer", "scheduler"), ("precision",))
+ROWS = (
+    ("epochs", "batch_size", "input_size", "lr", "device"),
+    ("weights", "optimizer", "scheduler"),
+    ("lora_rank", "lora_alpha", "precision"),
+)
 # A reminder beside a setting whose choices say little on their own.
 _NOTES = {"precision": "auto: bf16 on CUDA · bf16: also on bf16-capable CPUs"}
 _DEVICES = ("auto", "cpu", "cuda")
@@ -37,6 +41,8 @@ _LIST_HINT = "enter opens the list · escape returns to the units"
 
 
 def shown(value: object) -> str:
+    if value is None:
+        return ""  # an optional setting left to its default (lora_alpha: twice the rank)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -95,7 +101,14 @@ class SettingsForm(Vertical):
             )
         if setting.kind.base in (int, float):
             kind = "integer" if setting.kind.base is int else "number"
-            return EditField(shown(getattr(self.exp, key)), type=kind, id=f"set-{key}", classes="setting", compact=True)
+            return EditField(
+                shown(getattr(self.exp, key)),
+                type=kind,
+                placeholder="auto" if setting.kind.optional else "",
+                id=f"set-{key}",
+                classes="setting",
+                compact=True,
+            )
         raise TypeError(f"the settings form has no widget for {key} ({setting.kind})")
 
     def _options_of(self, setting: Setting) -> list[tuple[str, str]]:
@@ -139,6 +152,9 @@ class SettingsForm(Vertical):
 
     def _typed(self, field: Input, validation: ValidationResult | None, leaving: bool) -> None:
         key = field.id.removeprefix("set-") if field.id else ""
+        if not field.value.strip() and SETTINGS[key].kind.optional:
+            self.post_message(self.Changed(key, None, leaving))  # emptied: back to the default
+            return
         failure = first_failure(validation)
         if failure:
             self.post_message(Notice(f"refused: {key} = {field.value or 'empty'}: {failure}", error=True))

@@ -14,7 +14,7 @@ from ...formatting import param_count
 from .status_line import Notice
 
 # How each mode shows: a word, so a third mode is one more entry here.
-_MODE_STYLE = {UnitMode.TRAIN: "bold green", UnitMode.FROZEN: "dim"}
+_MODE_STYLE = {UnitMode.TRAIN: "bold green", UnitMode.LORA: "bold magenta", UnitMode.FROZEN: "dim"}
 
 
 def lr_text(lr: float) -> str:
@@ -60,7 +60,7 @@ class UnitTable(DataTable):
         for unit in self.info.unit_names:
             mode = exp.mode_of(unit)
             own = unit in exp.unit_lr
-            style = ("bold" if own else "") + ("" if mode is UnitMode.TRAIN else " dim")
+            style = ("bold" if own else "") + (" dim" if mode is UnitMode.FROZEN else "")
             self.update_cell(unit, "mode", Text(mode.value, style=_MODE_STYLE[mode]), update_width=True)
             # The column widens with its text; else 0.0001 in a column sized for 0.05 shows cut to 0.00.
             self.update_cell(unit, "lr", Text(lr_text(exp.lr_for(unit)), style=style.strip()), update_width=True)
