@@ -189,3 +189,16 @@ def test_full_trains_every_epoch_and_keeps_the_first_that_reached(tta, reference
     assert tta.main(["--catalog", str(reference_catalog), "--only", "tiny-easy", "--full", "--json", str(out)]) == 0
     (easy,) = json.loads(out.read_text())["recipes"]
     assert (easy["reached"], easy["epoch"], easy["epochs_done"], easy["status"]) == (True, 1, 2, "finished")
+
+
+# -- lora.py ----------------------------------------------------------------------
+
+
+def test_lora_bench_measures_each_way_of_training():
+    lora = load_script("lora")
+    rows = {way: lora.one("resnet18", 16, 4, way, steps=1) for way in ("head", "lora", "full")}
+    assert rows["head"]["trainable"] < rows["lora"]["trainable"] < rows["full"]["trainable"]
+    # the LoRA checkpoint holds only what trains; a non-LoRA run saves the whole model
+    assert rows["lora"]["checkpoint_mib"] * 20 < rows["full"]["checkpoint_mib"] == rows["head"]["checkpoint_mib"]
+    assert rows["lora"]["optimizer_mib"] * 20 < rows["full"]["optimizer_mib"]
+    assert all(r["step_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows.values())
