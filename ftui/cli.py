@@ -202,17 +202,7 @@ def cmd_inspect(args) -> int:
 
 
 def _inspect_lora(info, line) -> None:
-    from .engine.lora import is_lora_tensor
-
-    exp = info.experiment
-    per_unit: dict[str, int] = {}
-    for t in info.tensors:
-        if is_lora_tensor(t.name):
-            per_unit[t.unit] = per_unit.get(t.unit, 0) + t.numel
-    alpha = exp.get("lora_alpha") or 2 * exp.get("lora_rank", 0)
-    kinds = plain_line(", ".join(exp.get("lora_layers", [])))
-    adapters = plain_line(", ".join(f"{u} {param_count(n)}" for u, n in per_unit.items()))
-    line(f"LoRA adapters: rank {exp.get('lora_rank')}, α {alpha:g}, on {kinds} layers: {adapters}")
+    line(plain_line(info.adapters()))
     line(
         f"base weights (not in this file): {plain_line(info.lora_base['weights'])}  "
         f"sha256 {plain_line(info.lora_base['sha256'][:16])}…"

@@ -185,6 +185,7 @@ def test_a_lora_run_learns_and_keeps_only_what_trains(lora_run, base_weights):
     info = read_checkpoint(last)
     assert info.lora_base is not None and info.lora_base["weights"] == str(base_weights)
     assert {t.unit for t in info.tensors if t.trained} == {"layer3", "layer4", "fc"}
+    assert info.adapters().startswith("LoRA rank 4, α 8, on attention, linear, conv layers: layer3 ")
 
     model, _, _ = load_checkpoint_model(last)
     start = build_model(dataclasses.replace(exp, lora=()), 10).state_dict()
@@ -329,9 +330,28 @@ def test_movement_of_a_lora_unit_is_its_update_over_its_weights(lora_run):
     expected = sum(float(d.double().pow(2).sum()) for d in deltas.values()) ** 0.5 / (
         sum(float(w.double().pow(2).sum()) for w in weights) ** 0.5
     )
+    assert moved["layer4"].lora and not moved["fc"].lora
     assert moved["layer4"].trained and moved["layer4"].relative_change == pytest.approx(expected, rel=1e-6)
     assert expected > 0
 
 
 def _params(model) -> set[str]:
     return {base_name(n) for n, _ in model.named_parameters() if not is_lora_tensor(n)}
+
+
+def test_cli_inspect_and_export_of_a_lora_checkpoint(lora_run, tmp_path, capsys):
+    from ftui.cli import main
+
+    _, result = lora_run
+    best = str(result.run_dir / "best.safetensors")
+    assert main(["inspect", best]) == 0
+    shown = capsys.readouterr().out
+    assert "LoRA rank 4, α 8" in shown and "base weights (not in this file)" in shown
+    out = tmp_path / "merged.safetensors"
+    assert main(["export", best, "--merged", str(out)]) == 0
+    assert "LoRA updates merged" in capsys.readouterr().out
+    assert main(["export", best, "--merged", str(out)]) == 2  # never overwrites unasked
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", best, "--merged", str(out), "--force"]) == 0
+    assert main(["export", best, "--peft", str(tmp_path / "adapter")]) == 0
+    assert "carried whole: fc" in capsys.readouterr().out.replace("\n", " ")

@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import CheckpointError, FtuiError
+from ..formatting import param_count
 from .atomic import atomic_write
 from .experiment import Experiment
 from .lora import is_lora_tensor
@@ -74,6 +75,21 @@ class CheckpointInfo:
     @property
     def param_count(self) -> int:
         return sum(_numel(t.shape) for t in self.tensors)
+
+    def adapters(self) -> str:
+        """A LoRA checkpoint's updates in a line: rank, α, kinds of layer, parameters per unit ("" for others)."""
+        if self.lora_base is None:
+            return ""
+        per_unit: dict[str, int] = {}
+        for t in self.tensors:
+            if is_lora_tensor(t.name):
+                per_unit[t.unit] = per_unit.get(t.unit, 0) + t.numel
+        exp = self.experiment
+        alpha = exp.get("lora_alpha") or 2 * exp.get("lora_rank", 0)
+        units = ", ".join(f"{u} {param_count(n)}" for u, n in per_unit.items())
+        return (
+            f"LoRA rank {exp.get('lora_rank')}, α {alpha:g}, on {', '.join(exp.get('lora_layers', []))} layers: {units}"
+        )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -10,6 +10,7 @@ head, the CIFAR stem) have no starting point: their unit is ``new``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class UnitMovement:
     new: bool  # no starting tensor of the same shape: replaced head or stem
     relative_change: float | None  # ||w - w0|| / ||w0||; None when new
     abs_change: float | None  # ||w - w0||; None when new
+    lora: bool = False  # moved by a LoRA update beside its weights: the change is ||ΔW|| / ||W||
 
 
 @functools.lru_cache(maxsize=16)
@@ -85,7 +87,11 @@ def unit_movement(checkpoint_path: Path | str) -> list[UnitMovement]:
         if key in names and tensor.is_floating_point():
             pairs[unit_of(units, key).name].append((tensor, reference.get(key)))
     moved = {u.name for u in units if u.name in info.trainable_units or u.name in exp.lora}
-    return [_movement(u.name, u.params, u.name in moved, pairs[u.name]) for u in units if pairs[u.name]]
+    return [
+        dataclasses.replace(_movement(u.name, u.params, u.name in moved, pairs[u.name]), lora=u.name in exp.lora)
+        for u in units
+        if pairs[u.name]
+    ]
 
 
 def _effective_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -83,6 +83,8 @@ def summary_text(info: CheckpointInfo) -> Text:
         f"trains {summarize_units(info.trainable_units, units)} · from {start} · "
         f"{len(info.classes)} classes · {param_count(info.param_count)} values\n"
     )
+    if info.lora_base is not None:
+        text.append(plain_line(info.adapters()) + " · base weights not in the file\n")
     # The safetensors version says nothing about the results; the others can.
     versions = {k: v for k, v in info.versions.items() if k != "safetensors"}
     text.append(plain_line(" · ".join(f"{k} {v}" for k, v in versions.items())), style="dim")
@@ -93,7 +95,13 @@ def movement_rows(moves: list[UnitMovement]) -> list[list]:
     scale = max((m.relative_change for m in moves if not m.new), default=0.0) or 1.0
     rows = []
     for m in moves:
-        state = Text("trained", style="green") if m.trained else Text("frozen", style="dim")
+        state = (
+            Text("lora", style="magenta")
+            if m.lora
+            else Text("trained", style="green")
+            if m.trained
+            else Text("frozen", style="dim")
+        )
         if m.new:
             rows.append(
                 [
