@@ -9,11 +9,12 @@
 # is there, which bench/gpu_wheels.sh fills), then runs bench/gpu_check.py with the arguments given.
 set -u
 cd "$(dirname "$0")/.." || exit 2
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_RETRIES=0 PIP_TIMEOUT=10
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
 py=python3
 if ! "$py" -c 'import importlib.util as u, sys; sys.exit(sys.prefix == sys.base_prefix or not u.find_spec("torch"))' 2>/dev/null; then
-    [ -x .venv/bin/python ] || python3 -m venv .venv || exit 2
+    # --system-site-packages: a torch installed with the system's Python (and its CUDA build) stays in sight.
+    [ -x .venv/bin/python ] || python3 -m venv --system-site-packages .venv || exit 2
     py=.venv/bin/python
 fi
 
