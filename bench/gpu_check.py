@@ -45,8 +45,9 @@ TITLES = {
     "workbench": "Workbench vs CLI",
     "finetune": "Fine-tune from a CPU run's weights",
 }
-# Seconds each section may take on one H100/H200, its start-up (Python, torch, CUDA) included. The
-# compile test alone spends about a minute in inductor; throughput fits 2 to 3 rounds of its 4 models.
+# Seconds each section may take on one H100/H200, its start-up (Python, torch, CUDA) included. Set
+# from estimates, no GPU having run the check yet: the compile test should spend a minute or more in
+# inductor, and throughput should fit 2 or 3 rounds of its 4 models (it starts a round only if it fits).
 BUDGET_S = {"tests": 180, "throughput": 150, "workbench": 70, "finetune": 55}
 SETUP_S = 25  # gpu_check.sh: finding Python and installing ftui's dependencies from wheels
 TOTAL_BUDGET_S = 480  # issue 14: the whole check in at most 8 minutes
@@ -97,7 +98,7 @@ def child_env(dry_run: bool) -> dict:
 # -- 1. the CUDA tests ---------------------------------------------------------------------------
 
 
-def budget(name: str, dry_run: bool) -> int:
+def seconds_for(name: str, dry_run: bool) -> int:
     return DRY_RUN_BUDGET_S if dry_run else BUDGET_S[name]
 
 
@@ -105,7 +106,7 @@ def run_tests(scratch: Path, dry_run: bool, log) -> dict:
     results = scratch / "tests.jsonl"
     env = {**child_env(dry_run), RESULTS: str(results)}
     argv = [sys.executable, "-m", "pytest", "-m", "cuda", "tests/cuda", "-p", "gpu_check_pytest"]
-    seconds_at_most = budget("tests", dry_run)
+    seconds_at_most = seconds_for("tests", dry_run)
     code, seconds, tail = run_child(argv + ["-p", "no:cacheprovider", "-q", "-rfEs"], seconds_at_most, log, env)
     lines = results.read_text().splitlines() if results.exists() else []
     tests, running = fold_test_lines([json.loads(line) for line in lines])
@@ -155,7 +156,7 @@ def judge_tests(
 def run_measuring(name: str, scratch: Path, dry_run: bool, log) -> dict:
     result = scratch / f"{name}.json"
     argv = [sys.executable, str(BENCH / "gpu_check_sections.py"), name, "--result", str(result)]
-    seconds_at_most = budget(name, dry_run)
+    seconds_at_most = seconds_for(name, dry_run)
     argv += ["--budget", str(seconds_at_most)] + (["--dry-run"] if dry_run else [])
     code, seconds, tail = run_child(argv, seconds_at_most, log, child_env(dry_run))
     found = json.loads(result.read_text()) if result.exists() else {}
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="ftui-gpu-check-") as scratch, open(out / "gpu_check.log", "w") as log:
         for name in args.sections:
-            print(f"gpu check: {name} (at most {budget(name, args.dry_run)} s)", flush=True)
+            print(f"gpu check: {name} (at most {seconds_for(name, args.dry_run)} s)", flush=True)
             if name == "tests":
                 record = run_tests(Path(scratch), args.dry_run, log)
             else:

@@ -193,12 +193,13 @@ def throughput(plan: Plan, budget: float, result: Result) -> None:
                     continue
                 started = time.monotonic()
                 try:
-                    rounds[job].append(tp.measure_round(*job, plan.steps, device, data, Path(runs)))
+                    got: dict | str = tp.measure_round(*job, plan.steps, device, data, Path(runs))
+                    rounds[job].append(got)
                 except Exception as exc:
-                    errors[job] = failure_text(exc)
+                    got = errors[job] = failure_text(exc)
                     free_gpu_memory()
                 took[job] = time.monotonic() - started
-                print(f"throughput {job}: {rounds[job][-1:] or errors[job]}", flush=True)
+                print(f"throughput {job}: {got}", flush=True)
                 result.figures["rows"] = throughput_rows(plan, rounds, errors, peak)
                 result.save()
     if device.type == "cuda":
@@ -328,7 +329,7 @@ def train_in_workbench(catalog: Path, runs: Path, deadline: float) -> Path:
             controller.wait(max(deadline - time.monotonic(), 1))
         finally:
             if app.is_running:
-                app.call_from_thread(app.stop_run_and_exit, "by the GPU check: out of time")
+                app.call_from_thread(app.stop_run_and_exit, "by the GPU check")
 
     helper = threading.Thread(target=press_l_then_quit, name="gpu-check-keys", daemon=True)
     helper.start()
