@@ -80,6 +80,24 @@ def test_a_section_past_its_budget_is_stopped_with_all_it_started(check, tmp_pat
     assert "exit status None" in (tmp_path / "log").read_text()
 
 
+def test_a_failed_section_is_recorded_and_the_next_one_still_runs(check, tmp_path, monkeypatch):
+    ran = []
+
+    def measuring(name, scratch, dry_run, log):  # stands in for a section's child process
+        ran.append(name)
+        failed = name == "throughput"
+        reason = "RuntimeError: boom" if failed else ""
+        return check.section(name, "failed" if failed else "passed", reason, 1.0, 150, "the tail", figures={})
+
+    monkeypatch.setattr(check, "run_measuring", measuring)
+    assert check.main(["--out", str(tmp_path), "--sections", "throughput,finetune"]) == 1
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert ran == ["throughput", "finetune"]
+    assert [(s["name"], s["status"]) for s in report["sections"]] == [("throughput", "failed"), ("finetune", "passed")]
+    assert not report["passed"]
+    assert "| 1. Throughput | failed | 1.0 s | 150 s | RuntimeError: boom |" in (tmp_path / "gpu_check.md").read_text()
+
+
 def lines(*outcomes: tuple[str, str, str]) -> list[dict]:
     """gpu_check_pytest's lines for tests with these (name, phase, outcome); outcome None: started only."""
     out = []
