@@ -95,11 +95,11 @@ def child_env(dry_run: bool) -> dict:
     return env
 
 
-# -- 1. the CUDA tests ---------------------------------------------------------------------------
-
-
 def seconds_for(name: str, dry_run: bool) -> int:
     return DRY_RUN_BUDGET_S if dry_run else BUDGET_S[name]
+
+
+# -- 1. the CUDA tests ---------------------------------------------------------------------------
 
 
 def run_tests(scratch: Path, dry_run: bool, log) -> dict:
@@ -115,18 +115,23 @@ def run_tests(scratch: Path, dry_run: bool, log) -> dict:
 
 
 def fold_test_lines(lines: list[dict]) -> tuple[list[dict], str | None]:
-    """gpu_check_pytest's lines as one record a test (its first failing or skipping phase wins), and the
-    test that had started without an outcome (the one a stop at the budget interrupted), if any."""
+    """gpu_check_pytest's lines as one record a test, and the test that had started without an outcome
+    (the one a stop at the budget interrupted), if any.
+
+    A test's outcome is that of its first phase (setup, call, teardown) that failed or skipped, else
+    "passed" once its call passed; its seconds are those of all its phases (a module's fixture that
+    trains counts in its first test's setup).
+    """
     tests: dict[str, dict] = {}
     for line in lines:
-        name = line["test"]
+        test = tests.setdefault(line["test"], {"test": line["test"], "outcome": None, "seconds": 0.0, "message": ""})
         if line["phase"] == "start":
-            tests.setdefault(name, {"test": name, "outcome": None, "seconds": 0.0, "message": ""})
             continue
-        test = tests[name]
         test["seconds"] = round(test["seconds"] + line["seconds"], 2)
-        if test["outcome"] in (None, "passed"):
+        if line["outcome"] != "passed" and test["outcome"] in (None, "passed"):
             test["outcome"], test["message"] = line["outcome"], line["message"]
+        elif line["phase"] == "call" and test["outcome"] is None:
+            test["outcome"] = "passed"
     running = next((name for name, t in tests.items() if t["outcome"] is None), None)
     return [t for t in tests.values() if t["outcome"] is not None], running
 

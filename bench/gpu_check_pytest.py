@@ -32,15 +32,12 @@ def pytest_runtest_logstart(nodeid, location):
 
 
 def pytest_runtest_logreport(report):
-    # A passing setup or teardown says nothing a person needs; the call's outcome, or a phase that
-    # failed or skipped, does.
-    if report.when == "call" or not report.passed:
-        _write(
-            {
-                "test": report.nodeid,
-                "phase": report.when,
-                "outcome": report.outcome,
-                "seconds": round(report.duration, 2),
-                "message": _message(report),
-            }
-        )
+    _write(
+        {
+            "test": report.nodeid,
+            "phase": report.when,  # setup, call or teardown
+            "outcome": report.outcome,
+            "seconds": round(report.duration, 2),
+            "message": _message(report),
+        }
+    )

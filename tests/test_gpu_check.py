@@ -122,7 +122,8 @@ def test_the_cuda_tests_are_judged_as_a_gpu_needs_them(check):
     assert [(t["test"], t["outcome"], t["seconds"]) for t in tests] == [("a", "failed", 3.0), ("b", "passed", 1.5)]
     assert check.judge_tests(1, tests, None, False, 180) == ("failed", "1 passed, 1 failed")
 
-    tests, running = check.fold_test_lines(lines(("a", "call", "passed"), ("slow", "call", None)))
+    # The stop came in slow's call, after its setup had passed.
+    tests, running = check.fold_test_lines(lines(("a", "call", "passed"), ("slow", "setup", "passed")))
     status, reason = check.judge_tests(None, tests, running, False, 180)
     assert status == "timed out" and "in slow; before it: 1 passed" in reason
     assert check.judge_tests(5, [], None, False, 180) == ("failed", "pytest collected no CUDA test (exit status 5)")
