@@ -4,9 +4,10 @@
 #   bash bench/gpu_check.sh [--out DIR] [--dry-run] [--sections tests,throughput,workbench,finetune]
 #
 # DIR defaults to $OUT. It finds a Python with torch (the virtual environment python3 runs in, as on
-# the device tool's GPU machine; else ./.venv, made if need be), installs ftui into it with
-# `pip install -e '.[dev]'` if ftui's dependencies are missing (offline from .whl/ when that folder
-# is there, which bench/gpu_wheels.sh fills), then runs bench/gpu_check.py with the arguments given.
+# the device tool's GPU machine; else ./.venv, made if need be) and, if any of ftui's dependencies is
+# missing or too old there, installs ftui with `pip install -e '.[dev]'`. Offline, where .whl/ holds
+# wheels (bench/gpu_wheels.sh), it installs each missing dependency from them instead, and ftui runs
+# from this checkout. Then it runs bench/gpu_check.py with the arguments given.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
@@ -18,17 +19,35 @@ if ! "$py" -c 'import importlib.util as u, sys; sys.exit(sys.prefix == sys.base_
     py=.venv/bin/python
 fi
 
-dependencies='import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))'
-needed='torch torchvision safetensors numpy PIL rich tomlkit textual textual_plotext plotext pytest'
-if ! "$py" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, sys.argv[1:])))" $needed; then
-    if [ -d .whl ]; then
-        # Offline, from the wheels: ftui's dependencies, not the linters of .[dev], which the check does not
-        # use. Where the editable install cannot be built, the dependencies alone: ftui runs from here.
-        "$py" -m pip install -q --no-index --find-links .whl --no-build-isolation -e . ||
-            "$py" -m pip install -q --no-index --find-links .whl $("$py" -c "$dependencies")
-    else
-        "$py" -m pip install -q -e '.[dev]'
-    fi || echo "gpu_check.sh: installing ftui failed; the check goes on and its sections say what is missing" >&2
+# pyproject.toml's dependencies, and pytest, that are not installed in a version they accept.
+missing=$("$py" - <<'PY'
+import importlib.metadata as metadata
+import tomllib
+
+wanted = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"] + ["pytest"]
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # nothing to compare versions with: ask for all of them
+    print(" ".join(wanted))
+    raise SystemExit
+for text in wanted:
+    requirement = Requirement(text)
+    try:
+        ok = requirement.specifier.contains(metadata.version(requirement.name), prereleases=True)
+    except metadata.PackageNotFoundError:
+        ok = False
+    if not ok:
+        print(text)
+PY
+)
+if [ -n "$missing" ] && [ -d .whl ]; then
+    for requirement in $missing; do
+        "$py" -m pip install -q --no-index --find-links .whl "$requirement" ||
+            echo "gpu_check.sh: could not install $requirement from .whl; the sections say what it breaks" >&2
+    done
+elif [ -n "$missing" ]; then
+    "$py" -m pip install -q -e '.[dev]' ||
+        echo "gpu_check.sh: installing ftui failed; the check goes on and its sections say what is missing" >&2
 fi
 echo "gpu_check.sh: running the check with $py" >&2
 exec "$py" bench/gpu_check.py "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The wheels bench/gpu_check.sh installs ftui from on a GPU machine that reaches no package index (the
-# device tool's H200): ftui's dependencies, less the torch, torchvision, safetensors, numpy and pillow
-# its image has, for Python 3.12. Run it once here, from anywhere; PYTHON picks the interpreter.
+# The wheels bench/gpu_check.sh installs from on a GPU machine that reaches no package index (the
+# device tool's H200, Python 3.12): ftui's dependencies with theirs, less those its image has (torch and
+# torchvision in their CUDA builds, safetensors, numpy, pillow, peft). Run it once here, from anywhere;
+# PYTHON picks the interpreter (default .venv/bin/python).
 #
 #   bash bench/gpu_wheels.sh        then: run(command="bash bench/gpu_check.sh", carry=[".whl"])
 #
@@ -11,9 +12,9 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 deps=$("$python" -c '
 import re, tomllib
-have = {"torch", "torchvision", "safetensors", "numpy", "pillow"}
+image_has = {"torch", "torchvision", "safetensors", "numpy", "pillow", "peft"}
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-print(" ".join(d for d in deps if re.split("[<>=!~ ]", d)[0] not in have))')
+print(" ".join(d for d in deps if re.split("[<>=!~ ;\\[]", d)[0] not in image_has))')
 "$python" -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux2014_x86_64 --platform any -d .whl $deps
 ls .whl
