@@ -376,27 +376,46 @@ def parse_args(device: torch.device, train_images: int) -> argparse.Namespace:
 def measure(name: str, size: int, args, device: torch.device, data, runs: Path) -> dict:
     """The three loops, alternating for args.rounds rounds: medians, ratios and every round."""
     batch = batch_for(args, name, size)
-    got = {"seed": [], "ftui": [], "bare": [], "ftui_after": []}
+    rounds = []
     for r in range(args.rounds):
-        got["seed"].append(
-            run_seed(name, size, batch, args.steps, device, data, args.precision if args.seed_as_ftui else None)
-        )
-        ips, after, _ = run_ftui(name, size, batch, args.steps, device, runs, precision=args.precision)
-        got["ftui"].append(ips)
-        got["ftui_after"].append(after)
-        got["bare"].append(run_bare(name, size, batch, args.steps, device, args.precision))
+        got = measure_round(name, size, batch, args.steps, device, data, runs, args.precision, args.seed_as_ftui)
+        rounds.append(got)
         print(
-            f"  {name} {size}px round {r + 1}: seed {got['seed'][-1]:.1f}  ftui {ips:.1f}  "
-            f"bare {got['bare'][-1]:.1f} img/s",
+            f"  {name} {size}px round {r + 1}: seed {got['seed']:.1f}  ftui {got['ftui']:.1f}  "
+            f"bare {got['bare']:.1f} img/s",
             flush=True,
         )
+    return summarize(name, size, batch, args.steps, rounds)
+
+
+def measure_round(
+    name: str,
+    size: int,
+    batch: int,
+    steps: int,
+    device: torch.device,
+    data,
+    runs: Path,
+    precision: str = "auto",
+    seed_as_ftui: bool = False,
+) -> dict[str, float]:
+    """One round of the three loops, one after the other: images/s of each, and ftui's seconds after training."""
+    seed = run_seed(name, size, batch, steps, device, data, precision if seed_as_ftui else None)
+    ftui, after, _ = run_ftui(name, size, batch, steps, device, runs, precision=precision)
+    bare = run_bare(name, size, batch, steps, device, precision)
+    return {"seed": seed, "ftui": ftui, "bare": bare, "ftui_after": after}
+
+
+def summarize(name: str, size: int, batch: int, steps: int, rounds: list[dict[str, float]]) -> dict:
+    """A table row from the rounds of measure_round: medians, ratios and every round."""
+    got = {key: [r[key] for r in rounds] for key in ("seed", "ftui", "bare", "ftui_after")}
     med = {k: statistics.median(v) for k, v in got.items()}
     return {
         "model": name,
         "size": size,
         "batch": batch,
-        "steps": args.steps,
-        "rounds": args.rounds,
+        "steps": steps,
+        "rounds": len(rounds),
         "seed": med["seed"],
         "ftui": med["ftui"],
         "bare": med["bare"],
