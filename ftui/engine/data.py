@@ -8,6 +8,7 @@ loading is the only place that touches files, PIL or the network.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.resources
 import os
 from dataclasses import dataclass
@@ -51,19 +52,63 @@ class Dataset:
         )
 
 
-def load_dataset(name: str, data_dir: str = "", image_size: int = 32) -> Dataset:
-    """Load a dataset onto the CPU.
+def load_dataset(name: str, data_dir: str = "", image_size: int = 32, classes: tuple[str, ...] = ()) -> Dataset:
+    """Load a dataset onto the CPU, only the given classes if any (names, or indices as digits).
 
     ``image_size`` is the square size imagefolder images are stored at; the
     CIFAR datasets are always 32x32.
     """
     if name == "cifar10-sample":
-        return _load_sample()
-    if name == "cifar10":
-        return _load_cifar10(data_dir)
-    if name == "imagefolder":
-        return _load_imagefolder(data_dir, image_size)
-    raise DataError(f"Unknown dataset {name!r}: use one of cifar10, cifar10-sample, imagefolder.")
+        data = _load_sample()
+    elif name == "cifar10":
+        data = _load_cifar10(data_dir)
+    elif name == "imagefolder":
+        data = _load_imagefolder(data_dir, image_size)
+    else:
+        raise DataError(f"Unknown dataset {name!r}: use one of cifar10, cifar10-sample, imagefolder.")
+    return subset(data, classes) if classes else data
+
+
+def class_indices(wanted: tuple[str, ...], classes: tuple[str, ...], dataset: str) -> list[int]:
+    """Each wanted class's index in the dataset: by name, or by index written as digits."""
+    indices = []
+    for item in wanted:
+        if item in classes:
+            indices.append(classes.index(item))
+        elif item.isdigit() and int(item) < len(classes):
+            indices.append(int(item))
+        else:
+            close = difflib.get_close_matches(item, classes, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise DataError(
+                f"classes: {item!r} is not a class of {dataset} (its classes: {', '.join(classes)}; "
+                f"or an index 0 to {len(classes) - 1}).{hint}"
+            )
+    if len(set(indices)) != len(indices):
+        raise DataError(f"classes: {', '.join(wanted)} names a class twice.")
+    return indices
+
+
+def subset(data: Dataset, wanted: tuple[str, ...]) -> Dataset:
+    """Only the wanted classes, relabelled 0..k-1 in the order given: the head gets k outputs."""
+    keep = class_indices(wanted, data.classes, data.name)
+    mapping = torch.full((len(data.classes),), -1, dtype=torch.int64)
+    mapping[torch.tensor(keep)] = torch.arange(len(keep))
+
+    def part(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mine = mapping[labels] >= 0
+        return images[mine], mapping[labels[mine]]
+
+    train_images, train_labels = part(data.train_images, data.train_labels)
+    test_images, test_labels = part(data.test_images, data.test_labels)
+    return dataclasses.replace(
+        data,
+        classes=tuple(data.classes[i] for i in keep),
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+    )
 
 
 def _dataset(name: str, classes, train_images, train_labels, test_images, test_labels) -> Dataset:

@@ -80,7 +80,7 @@ def evaluate_checkpoint(
     """
     model, _info, exp = load_checkpoint_model(path)
     device = resolve_device(device_name)
-    data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
+    data = load_dataset(exp.dataset, exp.data_dir, exp.input_size, exp.classes)
     limit = (exp.max_test_images if max_images is None else max_images) or len(data.test_images)
     images, labels = data.test_images[:limit].to(device), data.test_labels[:limit].to(device)
     model.to(device)

@@ -23,6 +23,9 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 }
 
 DATASETS = ("cifar10", "cifar10-sample", "imagefolder")
+_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# The classes of the datasets whose classes are known before loading them (imagefolder's are its folders).
+KNOWN_CLASSES = {"cifar10": _CIFAR10, "cifar10-sample": _CIFAR10}
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULERS = ("cosine", "constant")
 FROZEN_BN = ("update", "freeze")
@@ -30,6 +33,8 @@ FROZEN_BN = ("update", "freeze")
 PRECISIONS = ("auto", "bf16", "float32")
 # weights values that are not a file path
 WEIGHTS_NONE = "none"
+# weights = "run:NAME": the best checkpoint of the latest finished run of experiment NAME (train.py resolves it)
+RUN_WEIGHTS = "run:"
 # Layers inside a LoRA unit that can carry an update (engine/lora.py finds them in a model).
 LORA_KINDS = ("attention", "linear", "conv")
 
@@ -67,9 +72,16 @@ class Experiment:
         "DEFAULT",
         "torchvision's pretrained weights, random init, or a local `.safetensors`/`.pth` "
         "(relative to the catalog's folder)",
-        values=f"`DEFAULT`, `IMAGENET1K_V1`, …, `{WEIGHTS_NONE}`, or a file path",
+        values=f"`DEFAULT`, `IMAGENET1K_V1`, …, `{WEIGHTS_NONE}`, a file path, or `{RUN_WEIGHTS}NAME` (the best "
+        "checkpoint of experiment NAME's latest finished run)",
     )
     dataset: str = setting("cifar10-sample", "see Data below", choices=DATASETS)
+    classes: tuple[str, ...] = setting(
+        (),
+        "train and test on these classes of the dataset only, relabelled in this order; the head gets that many "
+        "outputs (empty: every class)",
+        values="a list of class names or indices",
+    )
     data_dir: str = setting(
         "",
         "where `cifar10` is downloaded, or the `imagefolder` root (empty: the dataset's default place)",
@@ -189,6 +201,7 @@ class Experiment:
         d["trainable"] = list(self.trainable)
         d["lora"] = list(self.lora)
         d["lora_layers"] = list(self.lora_layers)
+        d["classes"] = list(self.classes)
         d["unit_lr"] = dict(self.unit_lr)
         return d
 

@@ -165,6 +165,20 @@ def compute_model_info(name: str, cifar_stem: bool = False, num_classes: int = 1
     return ModelInfo(name, units, head, fixed, has_resnet_stem(model), find_adaptable(model, units))
 
 
+def _head_names(model: nn.Module) -> frozenset[str]:
+    head = _find_head(model)[0]
+    return frozenset(k for k in model.state_dict() if k.startswith(head + "."))
+
+
+def _without_other_head(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of a network trained for other classes: everything but its head (the new head starts fresh)."""
+    own = model.state_dict()
+    heads = _head_names(model)
+    if all(k not in state or state[k].shape == own[k].shape for k in heads):
+        return state
+    return {k: v for k, v in state.items() if k not in heads}
+
+
 def build_model(exp: Experiment, num_classes: int) -> nn.Module:
     """The experiment's model on the CPU: weights loaded, head and stem adapted, LoRA updates attached.
 
@@ -186,9 +200,10 @@ def build_model(exp: Experiment, num_classes: int) -> nn.Module:
     if exp.cifar_stem:
         apply_cifar_stem(model)
     if state is not None:
-        if not state_fits(model, state):
+        state = _without_other_head(model, state)
+        if not state_fits(model, state, allow_missing=_head_names(model)):
             raise WeightsError(f"The weights in {exp.weights} do not fit {name}: {mismatch_report(model, state)}")
-        model.load_state_dict(state)
+        model.load_state_dict(state, strict=False)  # strict on everything but a head left at its new init
     if exp.uses_lora:
         attach_lora(model, exp, layer_units(model))
     return model

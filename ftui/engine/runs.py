@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import RunError
+from ..errors import RunError, WeightsError
 from .atomic import atomic_write_text
 from .events import Event, from_record, to_record
+from .experiment import RUN_WEIGHTS
 
 EXPERIMENT = "experiment.json"
 STATUS = "status.json"
@@ -314,3 +315,21 @@ class DeviceLock:
             return json.loads(os.pread(fd, 4096, 0) or b"{}")
         except (OSError, json.JSONDecodeError):
             return {}
+
+
+def resolve_run_weights(weights: str, root: Path) -> str:
+    """weights = "run:NAME" as the path of the best checkpoint of NAME's latest finished run under root."""
+    name = weights[len(RUN_WEIGHTS) :]
+    runs = [r for r in list_runs(root) if r.experiment == name]
+    finished = [r for r in runs if r.state == "finished" and (r.path / BEST).is_file()]
+    if finished:
+        return str((finished[0].path / BEST).absolute())
+    latest = (
+        f" Its latest run, {runs[0].path}, is {runs[0].state}; continue it with: ftui resume {runs[0].path}"
+        if runs
+        else ""
+    )
+    raise WeightsError(
+        f'weights = "{weights}": experiment {name} has no finished run in {root} to start from yet. '
+        f"Train it first: ftui run {name}.{latest}"
+    )

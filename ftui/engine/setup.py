@@ -56,7 +56,7 @@ def steps_per_epoch(exp: Experiment, n_train: int) -> int:
 
 
 def load_data(exp: Experiment, device: torch.device) -> Dataset:
-    data = load_dataset(exp.dataset, exp.data_dir, exp.input_size)
+    data = load_dataset(exp.dataset, exp.data_dir, exp.input_size, exp.classes)
     if exp.max_test_images:
         data = dataclasses.replace(
             data,

@@ -9,6 +9,7 @@ global state besides torch's RNG, which it seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import traceback
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..errors import FtuiError, RunError
 from . import events as ev
 from .checkpoints import load_resume_state, read_checkpoint, resume_epoch
 from .device import device_key
-from .experiment import Experiment
+from .experiment import RUN_WEIGHTS, Experiment
 from .loop import EventSink, TrainingLoop, append_error_log
 from .runs import (
     ERROR_LOG,
@@ -30,6 +31,7 @@ from .runs import (
     create_run_dir,
     now_iso,
     remove_stale_temporaries,
+    resolve_run_weights,
     run_state,
 )
 from .setup import Setup, prepare, restore_rng
@@ -104,6 +106,8 @@ def train(
     emit = _SafeSink(on_event)
     lock = None
     try:
+        if exp.weights.startswith(RUN_WEIGHTS):  # resolved now, and recorded so in the run's experiment
+            exp = dataclasses.replace(exp, weights=resolve_run_weights(exp.weights, Path(runs_root)))
         setup = prepare(exp)
         lock = _lock_device(setup, Path(runs_root), share_device, exp.name)
         folder = RunFolder(create_run_dir(Path(runs_root), exp.name))

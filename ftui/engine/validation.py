@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CatalogError, ModelError
-from .experiment import FIELD_NAMES, LORA_KINDS, SETTINGS, WEIGHTS_NONE, Experiment
+from .experiment import FIELD_NAMES, KNOWN_CLASSES, LORA_KINDS, RUN_WEIGHTS, SETTINGS, WEIGHTS_NONE, Experiment
 from .model_facts import ModelInfo, check_model_name, describe, weight_names
 from .schema import Kind, toml_value
 from .weights import is_local_weights
@@ -105,6 +105,16 @@ def _trainable(value: object) -> object:
     raise Invalid('expected "all" or a list of layer unit names, e.g. ["layer4", "fc"]')
 
 
+def _class_list(value: object) -> tuple[str, ...]:
+    if value == "all":
+        return ()
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for v in value
+    ):
+        return tuple(str(v) for v in value)
+    raise Invalid('expected a list of class names or indices, e.g. ["cat", "dog"] or [3, 5]')
+
+
 def _unit_lr(value: object) -> dict[str, float]:
     if not isinstance(value, dict):
         raise Invalid("expected a table of unit = learning rate, e.g. { fc = 0.01 }")
@@ -145,7 +155,7 @@ def check_value(key: str, value: object, base_dir: Path | None) -> object:
             if close
             else f"unknown setting; the settings are: {', '.join(FIELD_NAMES)}"
         )
-    compound = _COMPOUND.get(SETTINGS[key].kind.base)
+    compound = _class_list if key == "classes" else _COMPOUND.get(SETTINGS[key].kind.base)
     if compound is not None:
         return compound(value)
     checked = _declared(key, value)
@@ -273,6 +283,14 @@ def _input_and_weights_problems(values: dict, info: ModelInfo) -> list[Problem]:
             )
         )
     weights, offered = values.get("weights"), weight_names(info.name)
+    if isinstance(weights, str) and weights.startswith(RUN_WEIGHTS):
+        if not re.fullmatch(SETTINGS["name"].pattern.regex, weights[len(RUN_WEIGHTS) :]):  # type: ignore[union-attr]
+            problems.append(
+                Problem(
+                    "weights", f"weights = {toml_value(weights)}: {RUN_WEIGHTS} must be followed by an experiment name"
+                )
+            )
+        return problems
     if weights is not None and weights != WEIGHTS_NONE and not is_local_weights(weights) and weights not in offered:
         problems.append(
             Problem(
@@ -298,8 +316,26 @@ def _model_problems(values: dict) -> list[Problem]:
     return problems + _unit_problems(values, info) + _input_and_weights_problems(values, info)
 
 
+def _class_problems(values: dict) -> list[Problem]:
+    known, wanted = KNOWN_CLASSES.get(values.get("dataset", "")), values.get("classes")
+    if not known or not wanted:
+        return []
+    for item in wanted:
+        if item not in known and not (item.isdigit() and int(item) < len(known)):
+            text = (
+                f"{item!r} is not a class of {values['dataset']}{hint(item, known)} (its classes: {', '.join(known)})"
+            )
+            return [Problem("classes", f"classes = {toml_value(list(wanted))}: {text}")]
+    resolved = [known[int(i)] if i.isdigit() else i for i in wanted]
+    if len(set(resolved)) != len(resolved):
+        return [Problem("classes", f"classes = {toml_value(list(wanted))}: a class is named twice")]
+    if len(resolved) < 2:
+        return [Problem("classes", f"classes = {toml_value(list(wanted))}: a classifier needs at least two classes")]
+    return []
+
+
 def _other_problems(values: dict) -> list[Problem]:
-    problems = []
+    problems = _class_problems(values)
     warmup, epochs = values.get("warmup_epochs"), values.get("epochs")
     if warmup is not None and epochs is not None and warmup >= epochs:
         problems.append(

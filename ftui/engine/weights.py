@@ -145,9 +145,11 @@ def load_weights_state(weights: str, model_name: str) -> dict[str, torch.Tensor]
     return _download(model_name, weights)
 
 
-def state_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+def state_fits(model: nn.Module, state: dict[str, torch.Tensor], allow_missing: frozenset[str] = frozenset()) -> bool:
+    """Every tensor of the model is in state (but those allowed to be missing), with its shape, and no other."""
     own = model.state_dict()
-    return own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own)
+    needed = own.keys() - allow_missing
+    return needed <= state.keys() <= own.keys() and all(own[k].shape == state[k].shape for k in state)
 
 
 def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
