@@ -50,6 +50,7 @@ async def test_space_cycles_a_unit_train_lora_frozen_and_the_totals(app):
         # rank 8 on layer4's convolutions: 8 · Σ (in·k² + out), exactly PEFT's count
         assert str(screen.query_one("#totals").render()) == "LoRA 151.6k + trained 2.78M of 11.17M (26.2%)"
         assert str(table.get_row("layer4")[0]) == "lora"  # a mode, shown as a word
+        assert str(table.get_row("layer4")[2]) == "8.39M +151.6k"  # the unit's own weights, and its update
         assert "gets LoRA updates" in message(screen)
         await pilot.press("space")
         assert str(table.get_row("layer4")[0]) == "frozen" and not screen.experiment.lora

@@ -33,7 +33,7 @@ from .prompt import PromptScreen
 
 # Single-letter keys reach the screen only from the table: a focused Input eats them.
 _TABLE_ACTIONS = {"toggle", "edit_lr", "all_trainable", "head_only", "reset", "save"}
-_HINT = "space: train → LoRA → frozen · enter sets a unit's learning rate · tab: settings"
+_HINT = "space: train → LoRA → frozen · enter: the unit's learning rate · tab: settings"
 # What space makes of a unit's mode (a unit with no layer LoRA can adapt skips LoRA).
 _NEXT_MODE = {UnitMode.TRAIN: UnitMode.LORA, UnitMode.LORA: UnitMode.FROZEN, UnitMode.FROZEN: UnitMode.TRAIN}
 _SAID = {UnitMode.TRAIN: "trains all its weights", UnitMode.LORA: "gets LoRA updates", UnitMode.FROZEN: "is frozen"}

@@ -30,7 +30,8 @@ from .status_line import Notice
 ROWS = (
     ("epochs", "batch_size", "input_size", "lr", "device"),
     ("weights", "optimizer", "scheduler"),
-    ("lora_rank", "lora_alpha", "precision"),
+    ("lora_rank", "lora_alpha", "lora_dropout"),
+    ("precision",),
 )
 # A reminder beside a setting whose choices say little on their own.
 _NOTES = {"precision": "auto: bf16 on CUDA · bf16: also on bf16-capable CPUs"}

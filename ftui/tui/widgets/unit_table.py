@@ -57,6 +57,11 @@ class UnitTable(DataTable):
 
     def show(self, exp: Experiment) -> None:
         """Each unit's mode and learning rate as exp has them."""
+        lora = self.info.lora_params(exp.lora, exp.lora_layers, exp.lora_rank)
+        for unit in self.info.units:
+            added = f" +{param_count(lora[unit.name])}" if unit.name in lora else ""
+            params = Text(param_count(unit.params) + added, justify="right")
+            self.update_cell(unit.name, "params", params, update_width=True)
         for unit in self.info.unit_names:
             mode = exp.mode_of(unit)
             own = unit in exp.unit_lr
