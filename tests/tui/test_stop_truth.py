@@ -42,7 +42,8 @@ def test_what_is_printed_after_quitting_matches_what_was_saved(tmp_path, monkeyp
     controller = SimpleNamespace(
         experiment="long", busy=False, run_dir=folder, result=result, failure=None, wait=lambda: None
     )
-    workbench._see_the_run_out(SimpleNamespace(controller=controller, stopped_run_on_exit=True))
+    app = SimpleNamespace(controller=controller, stopped_run_on_exit=True, left_training=False, queued=None)
+    workbench._see_the_run_out(app)
     text = " ".join(said)
     assert (f"ftui resume {folder}" in text) is resumable
     assert ("nothing was saved to resume" in text) is not resumable

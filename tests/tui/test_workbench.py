@@ -8,11 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
-import torchvision
 from textual.widgets import ProgressBar, RichLog
 
 from ftui.errors import EXIT_INTERNAL, EXIT_OK
@@ -20,6 +18,7 @@ from ftui.tui import workbench
 from ftui.tui.app import FtuiApp, make_app
 from ftui.tui.screens.catalog import CatalogScreen
 from ftui.tui.screens.run import RunScreen
+from tests.tui.conftest import hook_children
 from tests.tui.test_tmux import Terminal
 
 PATIENCE = 300.0  # a bound on waits that end on an event; generous for a loaded machine
@@ -47,10 +46,7 @@ def shown_keys(screen) -> set[str]:
 
 @pytest.mark.parametrize("case", list(NEVER_STARTS), ids=list(NEVER_STARTS))
 async def test_a_run_that_never_started_says_why_offers_no_stop_and_nothing_crashes(tmp_path, monkeypatch, case):
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("no network (blocked by the test)")
-
-    monkeypatch.setattr(torchvision.datasets.utils, "download_url", no_network)
+    hook_children(monkeypatch, FTUI_TEST_OFFLINE="1")  # the training process's downloads fail, as offline
     settings, why = NEVER_STARTS[case]
     catalog = tmp_path / "experiments.toml"
     catalog.write_text(f'[[experiment]]\nname = "offline"\ndevice = "cpu"\n{settings}')
@@ -74,7 +70,9 @@ async def test_a_run_that_never_started_says_why_offers_no_stop_and_nothing_cras
         await pilot.press("escape")
         assert isinstance(app.screen, CatalogScreen)
     assert not app.return_code
-    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    runs = tmp_path / "checkpoints"
+    assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run folder
+    assert not list(runs.glob(".launch/*"))  # the launch's hand-over files and log are gone too
 
 
 @pytest.fixture
