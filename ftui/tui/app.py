@@ -86,7 +86,7 @@ class FtuiApp(App):
 
     def launch(self, exp: Experiment) -> None:
         """Start a run, unless the device is taken: then ask to queue it (never fight for it)."""
-        if self.controller.busy:
+        if self.controller.training:
             question = f"{self.controller.experiment} is training. Queue {exp.name} to start when it ends?"
             self.push_screen(ConfirmScreen(question, "Queue", "Cancel"), lambda ok: self._queue(exp) if ok else None)
             return
@@ -113,6 +113,10 @@ class FtuiApp(App):
             self._start(exp)
 
     def _start(self, exp: Experiment, share_device: bool = False) -> None:
+        if self.controller.busy:  # the last run has ended and its process is exiting: start when it is gone
+            self.notify(f"{exp.name} starts in a moment, once {self.controller.experiment}'s process has exited.")
+            self.queued = exp
+            return
         self.controller.start(exp, share_device)
         self._show_new_live_run()
 
@@ -129,7 +133,8 @@ class FtuiApp(App):
 
     def resume_run(self, path: Path) -> None:
         if self.controller.busy:
-            self.notify(f"{self.controller.experiment} is training; resume when it ends.", severity="warning")
+            what = "is training" if self.controller.training else "has ended and its process is exiting"
+            self.notify(f"{self.controller.experiment} {what}; resume when it is gone.", severity="warning")
             return
         exp = RunFolder(path).read_experiment()
         self.controller.resume(path, exp.get("name", path.name))
@@ -187,7 +192,7 @@ class FtuiApp(App):
         if isinstance(self.screen, QuitScreen):
             return  # asked already
         edits = self._unsaved_edits()
-        if self.controller.busy:
+        if self.controller.training:
             self.push_screen(QuitScreen(self._quit_question(edits)), self._quit_answered)
         elif edits:
             question = f"Quit and drop your edits to {edits}? (s in the editor saves them as a new entry)"
@@ -196,11 +201,11 @@ class FtuiApp(App):
             self.exit()
 
     def _unsaved_edits(self) -> str | None:
-        """The name of an experiment being edited with changes not saved, if any."""
+        """The name of an experiment being edited with changes kept nowhere (neither saved nor launched), if any."""
         from .screens.editor import EditorScreen
 
         for screen in self.screen_stack:
-            if isinstance(screen, EditorScreen) and screen.experiment != screen.original:
+            if isinstance(screen, EditorScreen) and screen.experiment not in (screen.original, screen.launched):
                 return screen.experiment.name
         return None
 
@@ -223,12 +228,12 @@ class FtuiApp(App):
 
     def leave_run_and_exit(self) -> None:
         """Close the UI and leave the run training: it is a process of its own, not stopped (workbench.py says so)."""
-        self.left_training = self.controller.busy
+        self.left_training = self.controller.training
         self.exit()
 
     def stop_run_and_exit(self, why: str) -> None:
         """Stop the run in progress, if any, after its current step, and close the UI (workbench.py waits)."""
-        if self.controller.busy:
+        if self.controller.training:
             self.stopped_run_on_exit = True
             self.controller.request_stop(why)
         self.exit()

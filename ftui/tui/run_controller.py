@@ -138,6 +138,21 @@ class RunController:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def training(self) -> bool:
+        """Busy, and its run not closed: a child whose run folder says it ended is only exiting (seconds)."""
+        if not self.busy:
+            return False
+        process, run_dir = self.process, self.run_dir
+        if run_dir is None or process is None:
+            return True  # setting up
+        try:
+            status = RunFolder(run_dir).read_status()
+        except RunError:
+            return True
+        # A resume's folder says "stopped" until the child has written "running": only the child's word counts.
+        return status.get("state") == "running" or not _written_by(status, process.pid)
+
+    @property
     def stopping(self) -> bool:
         return self.busy and self._stop_asked_at is not None
 

@@ -95,12 +95,12 @@ def _see_the_run_out(app: FtuiApp) -> None:
     controller = app.controller
     if app.queued is not None:
         _say(f"{app.queued.name} was queued and has not been started.")
-    if controller.busy and not app.stopped_run_on_exit:
+    if controller.training and not app.stopped_run_on_exit:
         _say_it_goes_on(controller)
         return
-    if not (controller.busy or app.stopped_run_on_exit or app.left_training):
+    if not (app.stopped_run_on_exit or app.left_training):
         return  # no run, or it ended while the UI was open: its screen said how
-    if controller.busy:
+    if controller.training:
         _say(f"Stopping {controller.experiment} after its current step…")
     controller.wait()
     _say_how_it_ended(controller)

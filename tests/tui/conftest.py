@@ -97,9 +97,11 @@ folder = runs / "fake-20260101-000000"
 folder.mkdir(parents=True)
 (folder / "experiment.json").write_text(json.dumps({"name": "fake"}))
 status = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "epochs": 3, "epochs_done": 1}
+if mode == "lingers":
+    status.update(state="finished", epochs_done=3)
 (folder / "status.json").write_text(json.dumps(status))
 print("training epoch 2 of 3")
-if mode in ("sleeps", "ignores-sigterm"):
+if mode in ("sleeps", "ignores-sigterm", "lingers"):
     if mode == "ignores-sigterm":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("ignoring SIGTERM")
@@ -114,7 +116,8 @@ sys.exit(3)
 @pytest.fixture
 def stand_in(monkeypatch):
     """Runs launched after stand_in(mode) start STAND_IN instead of training: "sleeps" until a signal ends
-    it, "ignores-sigterm" too but SIGTERM does not, "dies" at once with exit code 3 and some last words."""
+    it, "ignores-sigterm" too but SIGTERM does not, "lingers" has closed its run (finished) but its process
+    has not exited yet, "dies" at once with exit code 3 and some last words."""
 
     from ftui.tui import training_process
 

@@ -137,3 +137,31 @@ async def test_q_with_unsaved_edits_asks_and_stays_by_default(app):
         assert isinstance(app.screen, EditorScreen) and exits == []
         await pilot.press("q", "y")
         assert exits == [True]
+
+
+async def test_q_after_launching_the_edits_does_not_ask_about_them(app, stand_in):
+    stand_in("lingers")  # the launch, as good as ended: only the edits could be asked about
+    exits = record_exits(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await go(pilot, "editor")
+        await pilot.press("h", "l")  # launched: its run folder keeps the edited experiment
+        await wait_for(pilot, lambda: app.controller.run_dir is not None)
+        await pilot.press("escape")
+        assert isinstance(app.screen, EditorScreen)
+        await pilot.press("q")
+        assert exits == [True]
+
+
+async def test_a_run_that_has_ended_but_whose_process_is_exiting_is_not_asked_about(app, stand_in):
+    stand_in("lingers")  # its folder says finished; its process is still exiting
+    exits = record_exits(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        controller = app.controller
+        await wait_for(pilot, lambda: controller.run_dir is not None and (controller.run_dir / "ready").exists())
+        assert app.controller.busy and not app.controller.training
+        await pilot.press("escape", "down", "l")  # another launch: not "queue it after a run that trains"
+        assert not isinstance(app.screen, ConfirmScreen) and app.queued.name == "tiny-fc"  # starts once it is gone
+        await pilot.press("q")
+        assert exits == [True]  # no question: nothing is training

@@ -40,7 +40,7 @@ def test_what_is_printed_after_quitting_matches_what_was_saved(tmp_path, monkeyp
     folder = tmp_path / "long-20261202-000000"
     result = ev.RunResult("stopped", folder, epochs_done=epochs_done, reason="because ftui was quit after x")
     controller = SimpleNamespace(
-        experiment="long", busy=False, run_dir=folder, result=result, failure=None, wait=lambda: None
+        experiment="long", busy=False, training=False, run_dir=folder, result=result, failure=None, wait=lambda: None
     )
     app = SimpleNamespace(controller=controller, stopped_run_on_exit=True, left_training=False, queued=None)
     workbench._see_the_run_out(app)

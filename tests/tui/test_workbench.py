@@ -152,15 +152,15 @@ def terminal_with_a_run(tmp_path):
 
 
 def the_run(tmp_path: Path) -> tuple[Path, dict]:
-    (run_dir,) = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()]
+    (run_dir,) = (tmp_path / "checkpoints").glob("long-*")
     return run_dir, json.loads((run_dir / "status.json").read_text())
 
 
 def test_stop_and_quit_says_the_run_stopped_and_where_it_is(terminal_with_a_run, tmp_path):
     term = terminal_with_a_run(epochs=200)
     term.keys("Escape", "q")  # back to the catalog, quit
-    term.wait_for("Stop and quit")
-    term.keys("y")
+    term.wait_for("Stop it and quit", "Leave it training")
+    term.keys("s")
     after = term.wait_for("ftui exited")
     run_dir, status = the_run(tmp_path)
     assert status["state"] == "stopped" and status["reason"].startswith("because ftui was quit")
@@ -172,16 +172,23 @@ def test_stop_and_quit_says_the_run_stopped_and_where_it_is(terminal_with_a_run,
     assert "ftui exited 0" in text and "Traceback" not in text, after
 
 
-def test_a_dropped_terminal_says_the_run_goes_on_then_how_it_ended(terminal_with_a_run, tmp_path):
-    term = terminal_with_a_run(epochs=6)  # long enough to be going on when the signal comes
+def test_a_dropped_terminal_closes_the_workbench_at_once_and_the_run_trains_on(terminal_with_a_run, tmp_path):
+    term = terminal_with_a_run(epochs=200)  # far longer than the test: it is going on when the workbench ends
     shell = int(term.tmux("list-panes", "-t", term.session, "-F", "#{pane_pid}").strip())
     (ftui,) = map(int, Path(f"/proc/{shell}/task/{shell}/children").read_text().split())
     os.kill(ftui, signal.SIGHUP)  # what the terminal sends when the SSH session drops
     after = term.wait_for("ftui exited")
     run_dir, status = the_run(tmp_path)
-    assert status["state"] == "finished"
     text = "".join(after.splitlines())
     folder = run_dir.relative_to(tmp_path)
-    assert f"long goes on training until it ends. Its run folder is {folder}. Ctrl-C stops it." in text, after
-    assert f"long finished. Its run folder is {folder}." in text, after
+    child = status["pid"]
+    assert status["state"] == "running" and os.getsid(child) == child  # its own session: the hang-up missed it
+    assert f"long goes on training in its own process ({child}); closing ftui did not stop it." in text, after
+    assert f"Its run folder is {folder}; `ftui` shows it live again (v)" in text, after
     assert "ftui exited 129" in text and "Traceback" not in text, after  # 128 + SIGHUP
+    os.kill(child, signal.SIGTERM)  # as a person would, from the shell
+    deadline = time.monotonic() + PATIENCE
+    while json.loads((run_dir / "status.json").read_text())["state"] == "running":
+        assert time.monotonic() < deadline, "the run never stopped"
+        time.sleep(0.1)
+    assert json.loads((run_dir / "status.json").read_text())["reason"].startswith("by SIGTERM after ")
