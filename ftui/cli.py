@@ -9,6 +9,7 @@ log file whose path is printed). The exit codes are in errors.py and the README.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import tempfile
@@ -104,14 +105,18 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
-def _stop_on_signals(stop: StopRequest, received: list[int]) -> None:
-    """Ctrl-C, SIGTERM and a dropped SSH session (SIGHUP) stop the run cleanly after the current step."""
+def _stop_on_signals(stop: StopRequest, received: list[int], reason_file: str | None = None) -> None:
+    """Ctrl-C, SIGTERM and a dropped SSH session (SIGHUP) stop the run cleanly after the current step.
+
+    reason_file: where whoever sends the signal may first write why (the workbench does: "from the
+    workbench"); the run's status then says that instead of the signal's name.
+    """
 
     def handler(signum, _frame):
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         received.append(signum)
-        stop.request(SIGNAL_REASONS[signum])
+        stop.request(_stated_why(reason_file) or SIGNAL_REASONS[signum])
         try:
             err.print(f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to abort)...")
         except Exception:
@@ -121,12 +126,24 @@ def _stop_on_signals(stop: StopRequest, received: list[int]) -> None:
         signal.signal(sig, handler)
 
 
-def _drive(start) -> int:
-    """Run a training function with a progress bar and turn its result into an exit code."""
+def _stated_why(reason_file: str | None) -> str:
+    if not reason_file:
+        return ""
+    try:
+        return Path(reason_file).read_text(encoding="utf-8").strip()[:200]
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _drive(start, reason_file: str | None = None) -> int:
+    """Run a training function with a progress bar and turn its result into an exit code.
+
+    The signal handlers come first: a stop that arrives while torch is still being imported is kept.
+    """
+    stop, signals = StopRequest(), []
+    _stop_on_signals(stop, signals, reason_file)
     from .progress import ProgressPrinter
 
-    stop, signals = StopRequest(), []
-    _stop_on_signals(stop, signals)
     with ProgressPrinter(out) as printer:
         result = start(printer, stop)
     if result.status == "finished":
@@ -144,22 +161,54 @@ def _drive(start) -> int:
     return EXIT_FAILED if printer.started else EXIT_USAGE  # a run that never started: its set-up was refused
 
 
-def cmd_run(args) -> int:
-    from .engine.train import train
+def _experiment_json(path: str):
+    """The resolved experiment in a JSON file (as a run folder's experiment.json holds it), validated."""
+    from .engine.catalog import experiment_from_dict
 
-    exp = _catalog(args.catalog).get(args.name)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FtuiError(f"--experiment-json {path} could not be read ({exc}).") from None
+    if not isinstance(data, dict):
+        raise FtuiError(f"--experiment-json {path} holds no experiment: a JSON object of settings is expected.")
+    return experiment_from_dict(data, where=path)
+
+
+def _experiment(args):
+    """The experiment `ftui run` trains: a catalog entry by name, or a resolved one from --experiment-json."""
+    if (args.name is None) == (args.experiment_json is None):
+        raise FtuiError(
+            "ftui run needs an experiment: a NAME from the catalog (ftui list names them) "
+            "or --experiment-json FILE, not both."
+        )
+    if args.experiment_json is not None:
+        return _experiment_json(args.experiment_json)
+    return _catalog(args.catalog).get(args.name)
+
+
+def cmd_run(args) -> int:
+    exp = _experiment(args)
     changes = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
     if changes:
         from .engine.catalog import experiment_from_dict
 
         exp = experiment_from_dict({**exp.to_dict(), **changes}, where="command line")
-    return _drive(lambda printer, stop: train(exp, printer, stop, runs_root=args.runs, share_device=args.share_device))
+
+    def start(printer, stop):
+        from .engine.train import train
+
+        return train(exp, printer, stop, runs_root=args.runs, share_device=args.share_device)
+
+    return _drive(start, args.stop_reason_file)
 
 
 def cmd_resume(args) -> int:
-    from .engine.train import resume
+    def start(printer, stop):
+        from .engine.train import resume
 
-    return _drive(lambda printer, stop: resume(args.run_folder, printer, stop, share_device=args.share_device))
+        return resume(args.run_folder, printer, stop, share_device=args.share_device)
+
+    return _drive(start, args.stop_reason_file)
 
 
 def _markup_safe(value: object) -> str:
@@ -266,11 +315,17 @@ def _parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="train an experiment of the catalog")
-    run.add_argument("name")
+    run.add_argument("name", nargs="?", help="an experiment of the catalog")
     _catalog_and_runs(run)
+    run.add_argument(
+        "--experiment-json",
+        metavar="FILE",
+        help="train the resolved experiment in FILE (JSON, as a run folder's experiment.json) instead of NAME",
+    )
     run.add_argument("--epochs", type=int, help="override the experiment's epochs")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     run.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
+    _stop_reason_file(run)
     run.set_defaults(func=cmd_run)
 
     ins = sub.add_parser("inspect", help="show a checkpoint's metadata and tensors")
@@ -298,8 +353,14 @@ def _parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", help="continue a stopped run to its planned end")
     res.add_argument("run_folder")
     res.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
+    _stop_reason_file(res)
     res.set_defaults(func=cmd_resume)
     return p
+
+
+def _stop_reason_file(parser: argparse.ArgumentParser) -> None:
+    """Hidden: the workbench, which starts every run as a child process, says here why it stops one."""
+    parser.add_argument("--stop-reason-file", help=argparse.SUPPRESS)
 
 
 def _catalog_and_runs(parser: argparse.ArgumentParser, catalog=argparse.SUPPRESS, runs=argparse.SUPPRESS) -> None:

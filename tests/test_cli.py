@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -335,3 +336,37 @@ def test_list_in_a_wider_terminal_cuts_only_the_description(monkeypatch, capsys)
     assert cut
     for line in cut:
         assert next(p for p in piped if p.startswith(line.split()[0] + " ")).startswith(line[:-1])
+
+
+# -- run --experiment-json: a resolved experiment, as the workbench hands one over ------------------
+
+
+def test_run_trains_the_experiment_of_a_json_file_exactly(elsewhere, make_exp, capsys):
+    exp = make_exp(name="edited", epochs=1, trainable=["layer4", "fc"], unit_lr={"fc": 1e-3}, lr=1.25e-4)
+    file = elsewhere / "edited.json"
+    file.write_text(json.dumps(exp.to_dict()))
+    assert main(["run", "--experiment-json", str(file), "--runs", str(elsewhere / "runs")]) == 0
+    (run,) = list_runs(elsewhere / "runs")
+    assert run.state == "finished" and json.loads((run.path / "experiment.json").read_text()) == exp.to_dict()
+
+
+@pytest.mark.parametrize(
+    "args, content, said",
+    [
+        (["tiny"], "{}", "a NAME from the catalog (ftui list names them) or --experiment-json FILE, not both"),
+        ([], None, "a NAME from the catalog (ftui list names them) or --experiment-json FILE, not both"),
+        ([], "not json", "could not be read"),
+        ([], "[1, 2]", "holds no experiment: a JSON object of settings is expected"),
+        ([], '{"name": "x", "epochs": "many"}', "epochs"),
+    ],
+    ids=["name-and-file", "neither", "not-json", "not-an-object", "bad-value"],
+)
+def test_run_with_a_bad_experiment_json_says_what_is_wrong(elsewhere, capsys, args, content, said):
+    file = elsewhere / "e.json"
+    if content is not None:
+        file.write_text(content)
+        args = [*args, "--experiment-json", str(file)]
+    assert main(["run", *args]) == EXIT_USAGE
+    err = capsys.readouterr().err.replace("\n", "")
+    assert said in err and "Traceback" not in err
+    assert not (elsewhere / "checkpoints").exists()

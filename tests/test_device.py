@@ -3,13 +3,10 @@
 import pytest
 import torch
 
-from ftui.engine import device as device_module
 from ftui.engine.device import (
     autocast,
-    compute_threads,
     describe_device,
     memory_in_use,
-    threads_for_ui_run,
     tune_for,
     uses_bf16,
 )
@@ -69,38 +66,6 @@ def _fake_cuda(monkeypatch, available: bool, allocated: dict | None = None) -> N
     monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if available else 0)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: (allocated or {})[str(device)])
-
-
-@pytest.mark.parametrize(
-    "cuda, device, threads",
-    [
-        (False, "cpu", 7),
-        (False, "auto", 7),
-        (True, "cpu", 7),  # a CPU run on a CUDA host computes on the CPU: a core is left to the UI
-        (True, "auto", None),
-        (True, "cuda:1", None),
-        (False, "cuda", None),  # does not resolve: the run itself fails at its set-up and says why
-    ],
-)
-def test_a_ui_run_on_the_cpu_leaves_a_core_to_the_ui(monkeypatch, cuda, device, threads):
-    _fake_cuda(monkeypatch, cuda)
-    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 8)
-    assert threads_for_ui_run(device) == threads
-
-
-def test_one_core_is_never_zero_threads(monkeypatch):
-    _fake_cuda(monkeypatch, False)
-    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 1)
-    assert threads_for_ui_run("cpu") == 1
-
-
-def test_compute_threads_sets_the_count_for_the_block_and_restores_it():
-    before = torch.get_num_threads()
-    with compute_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with compute_threads(None):
-        assert torch.get_num_threads() == before
 
 
 @pytest.mark.parametrize(

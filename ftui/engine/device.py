@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import TYPE_CHECKING
 
 from ..errors import FtuiError
 
-# torch is imported in the functions that use it: the run screen imports this module (memory_in_use)
-# and opens before the workbench has loaded torch.
+# torch is imported in the functions that use it: importing this module stays cheap.
 if TYPE_CHECKING:
     import torch
 
@@ -33,40 +31,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise FtuiError('device = "mps" but Apple\'s Metal backend is not available here. Use device = "cpu".')
     return torch.device(name)
-
-
-def threads_for_ui_run(device_name: str) -> int | None:
-    """torch's thread count for a run started from the workbench, or None to leave it as it is.
-
-    A run that computes on the CPU gets every core but one: the one left answers keys (with
-    every core computing, keys answer late). The device is the one the run itself will resolve,
-    so `device = "cpu"` on a CUDA host is limited too. A device that does not resolve changes
-    nothing: the run fails at its set-up and says why.
-    """
-    try:
-        device = resolve_device(device_name)
-    except FtuiError:
-        return None
-    return max(1, (os.cpu_count() or 2) - 1) if device.type == "cpu" else None
-
-
-@contextlib.contextmanager
-def compute_threads(threads: int | None):
-    """torch's thread count for the calling thread while the block runs (None: unchanged), restored after.
-
-    torch keeps a count per OS thread (OpenMP's) as well as the default for new ones. Set in the
-    training thread, it leaves the UI thread's own count alone; restoring it there gives the
-    default back to threads started afterwards.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def memory_in_use(device: str) -> int | None:

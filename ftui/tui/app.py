@@ -12,6 +12,7 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
 
 from ..engine.catalog import Catalog, load_catalog
 from ..engine.experiment import Experiment
@@ -19,6 +20,7 @@ from ..engine.runs import RunFolder, list_runs
 from ..errors import FtuiError
 from .run_controller import ENGINE, RunController
 from .screens.confirm import ConfirmScreen
+from .screens.quit import LEAVE, STOP, QuitScreen
 
 LIVE_RUN = "live-run"
 
@@ -26,7 +28,11 @@ LIVE_RUN = "live-run"
 class FtuiApp(App):
     TITLE = "ftui"
     SUB_TITLE = "fine-tune ImageNet-pretrained vision models"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+        # Not a priority: a focused text field types its q. Shown in the catalog's footer (its own binding).
+        Binding("q", "quit_key", "Quit", show=False),
+    ]
 
     def __init__(self, catalog_path: Path, runs_root: Path):
         super().__init__()
@@ -37,6 +43,7 @@ class FtuiApp(App):
         self.catalog_error: str | None = None
         self.queued: Experiment | None = None
         self.stopped_run_on_exit = False  # the run of this session was stopped by quitting
+        self.left_training = False  # quit with "leave it training": the run goes on after the UI
         # Run in the loading thread once torch and the engine are imported (workbench.py freezes the GC there).
         self.after_engine_loaded: Callable[[], None] | None = None
         self.reload_catalog()
@@ -79,7 +86,7 @@ class FtuiApp(App):
 
     def launch(self, exp: Experiment) -> None:
         """Start a run, unless the device is taken: then ask to queue it (never fight for it)."""
-        if self.controller.busy:
+        if self.controller.training:
             question = f"{self.controller.experiment} is training. Queue {exp.name} to start when it ends?"
             self.push_screen(ConfirmScreen(question, "Queue", "Cancel"), lambda ok: self._queue(exp) if ok else None)
             return
@@ -106,6 +113,10 @@ class FtuiApp(App):
             self._start(exp)
 
     def _start(self, exp: Experiment, share_device: bool = False) -> None:
+        if self.controller.busy:  # the last run has ended and its process is exiting: start when it is gone
+            self.notify(f"{exp.name} starts in a moment, once {self.controller.experiment}'s process has exited.")
+            self.queued = exp
+            return
         self.controller.start(exp, share_device)
         self._show_new_live_run()
 
@@ -113,64 +124,116 @@ class FtuiApp(App):
         """One run screen per live run, installed so that going back to it is instant (no re-compose)."""
         from .screens.run import RunScreen
 
-        if self.is_screen_installed(LIVE_RUN) and self.get_screen(LIVE_RUN) not in self.screen_stack:
+        if self.is_screen_installed(LIVE_RUN):
+            if self.get_screen(LIVE_RUN) in self.screen_stack:
+                return  # open already (a queued run started under it): it follows the new run
             self.uninstall_screen(LIVE_RUN)
-        if not self.is_screen_installed(LIVE_RUN):
-            self.install_screen(RunScreen(live=True), LIVE_RUN)
-        else:  # the old live screen is on the stack (under a modal): show the new run in a fresh one
-            self.push_screen(RunScreen(live=True))
-            return
+        self.install_screen(RunScreen(live=True), LIVE_RUN)
         self.push_screen(LIVE_RUN)
 
     def resume_run(self, path: Path) -> None:
         if self.controller.busy:
-            self.notify(f"{self.controller.experiment} is training; resume when it ends.", severity="warning")
+            what = "is training" if self.controller.training else "has ended and its process is exiting"
+            self.notify(f"{self.controller.experiment} {what}; resume when it is gone.", severity="warning")
             return
         exp = RunFolder(path).read_experiment()
-        self.controller.resume(path, exp.get("name", path.name), exp.get("device", "auto"))
+        self.controller.resume(path, exp.get("name", path.name))
         self._show_new_live_run()
+
+    # -- going between screens: the catalog at the bottom, each screen once ------------------
+
+    def go_to(self, matches: Callable[[Screen], bool], make: Callable[[], Screen | str]) -> None:
+        """Back to the topmost screen on the stack that matches (closing those above it), or a new one.
+
+        So going in circles (runs, a run, runs, a run, ...) never piles screens up: the stack
+        holds the catalog and at most one screen of each kind, and esc always heads home.
+        """
+        for screen in reversed(self.screen_stack[1:]):
+            if matches(screen):
+                while self.screen is not screen:
+                    self.pop_screen()
+                return
+        self.push_screen(make())
 
     def open_run(self, path: Path) -> None:
         """The curves of any run folder: live if it is still going, here or in another process."""
         from .screens.run import RunScreen
 
-        self.push_screen(RunScreen(run_dir=path))
+        self.go_to(lambda s: isinstance(s, RunScreen) and s.run_dir == path, lambda: RunScreen(run_dir=path))
 
     def open_live_run(self) -> None:
+        """This session's run; else a run going in another process (one left training by an earlier ftui)."""
         if self.is_screen_installed(LIVE_RUN):
-            self.push_screen(LIVE_RUN)
+            self.go_to(lambda s: s is self.get_screen(LIVE_RUN), lambda: LIVE_RUN)
+            return
+        running = [r for r in list_runs(self.runs_root) if r.state == "running"]
+        if running:
+            self.open_run(running[0].path)
         else:
-            self.notify("No run has been started in this session.")
+            self.notify("No run is training: launch one with l, or see past runs with r.")
 
     def open_runs(self) -> None:
         from .screens.runs import RunsScreen
 
-        self.push_screen(RunsScreen())
+        self.go_to(lambda s: isinstance(s, RunsScreen), RunsScreen)
 
     def open_results(self) -> None:
         from .screens.results import ResultsScreen
 
-        self.push_screen(ResultsScreen())
+        self.go_to(lambda s: isinstance(s, ResultsScreen), ResultsScreen)
 
     # -- leaving -------------------------------------------------------------
 
-    async def action_quit(self) -> None:
-        if not self.controller.busy:
-            self.exit()
-            return
-        question = (
-            f"{self.controller.experiment} is still training. Stop it and quit? "
-            f"{self.controller.what_stopping_keeps().capitalize()}."
-        )
-        self.push_screen(ConfirmScreen(question, "Stop and quit", "Keep training"), self._stop_and_quit)
+    async def action_quit_key(self) -> None:
+        if not isinstance(self.screen, ModalScreen):  # in a dialog, q is not one of its answers: nothing
+            await self.action_quit()
 
-    def _stop_and_quit(self, ok: bool) -> None:
-        if ok:
+    async def action_quit(self) -> None:
+        if isinstance(self.screen, QuitScreen):
+            return  # asked already
+        edits = self._unsaved_edits()
+        if self.controller.training:
+            self.push_screen(QuitScreen(self._quit_question(edits)), self._quit_answered)
+        elif edits:
+            question = f"Quit and drop your edits to {edits}? (s in the editor saves them as a new entry)"
+            self.push_screen(ConfirmScreen(question, "Quit", "Stay"), lambda ok: self.exit() if ok else None)
+        else:
+            self.exit()
+
+    def _unsaved_edits(self) -> str | None:
+        """The name of an experiment being edited with changes kept nowhere (neither saved nor launched), if any."""
+        from .screens.editor import EditorScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, EditorScreen) and screen.experiment not in (screen.original, screen.launched):
+                return screen.experiment.name
+        return None
+
+    def _quit_question(self, edits: str | None) -> str:
+        name, where = self.controller.experiment, self.controller.run_dir or f"{self.runs_root}/"
+        question = (
+            f"{name} is still training. Stopping it: {self.controller.what_stopping_keeps()}. "
+            f"Leaving it: it trains on to its end after ftui has closed (also after the terminal or SSH session "
+            f"has), in {where}; `ftui` shows it again, live."
+        )
+        if self.queued is not None:
+            question += f" {self.queued.name} is queued and is not started either way."
+        return question + (f" Your edits to {edits} are not saved." if edits else "")
+
+    def _quit_answered(self, choice: str | None) -> None:
+        if choice == STOP:
             self.stop_run_and_exit("because ftui was quit")
+        elif choice == LEAVE:
+            self.leave_run_and_exit()
+
+    def leave_run_and_exit(self) -> None:
+        """Close the UI and leave the run training: it is a process of its own, not stopped (workbench.py says so)."""
+        self.left_training = self.controller.training
+        self.exit()
 
     def stop_run_and_exit(self, why: str) -> None:
         """Stop the run in progress, if any, after its current step, and close the UI (workbench.py waits)."""
-        if self.controller.busy:
+        if self.controller.training:
             self.stopped_run_on_exit = True
             self.controller.request_stop(why)
         self.exit()

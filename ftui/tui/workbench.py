@@ -5,10 +5,13 @@ itself lives in app.py; this module owns what happens around ``app.run()``:
 
 - no terminal (cron, ``ssh host ftui`` without -t, ``ftui </dev/null``): say so
   and exit at once, instead of an app that can never read a key;
-- SIGHUP (the terminal went away): the UI closes and a run in progress goes on
-  to its end; SIGTERM and SIGINT (``kill -INT``; Ctrl-C typed in the terminal
-  is a key) stop the run after its current step and close the UI;
-- after the UI closed: what became of the run, in words that match its status;
+- SIGHUP (the terminal went away): the UI closes at once and a run in progress
+  goes on to its end, as when the person quits with "leave it training": it is a
+  process of its own, in its own session, which the hang-up never reaches;
+  SIGTERM and SIGINT (``kill -INT``; Ctrl-C typed in the terminal is a key) stop
+  the run after its current step, wait for it, and close the UI;
+- after the UI closed: what became of the run, in words that match its status
+  (stopped, finished, failed, or going on in its own process, with its pid);
 - the exit code (errors.py): 0, 128+N after signal N, EXIT_INTERNAL when the
   app crashed.
 """
@@ -54,7 +57,7 @@ def run(app: FtuiApp, headless: bool = False) -> int:
 
     def terminal_gone(signum, _frame):
         ended_by.append(signum)
-        app.exit()
+        app.leave_run_and_exit()  # nobody is there to ask; the run is not the terminal's to stop
 
     def terminate(signum, _frame):
         ended_by.append(signum)
@@ -88,19 +91,34 @@ def run(app: FtuiApp, headless: bool = False) -> int:
 
 
 def _see_the_run_out(app: FtuiApp) -> None:
-    """A run in progress when the UI closed (or stopped by closing it): what happens to it, then how it ended."""
-    controller, name = app.controller, app.controller.experiment
-    if not (controller.busy or app.stopped_run_on_exit):
+    """A run in progress when the UI closed: that it goes on (left training), or, stopped, how it ended."""
+    controller = app.controller
+    if app.queued is not None:
+        _say(f"{app.queued.name} was queued and has not been started.")
+    if controller.training and not app.stopped_run_on_exit:
+        _say_it_goes_on(controller)
         return
-    if controller.busy and not controller.stop_event.is_set():
-        where = f" Its run folder is {controller.run_dir}." if controller.run_dir else ""
-        _say(f"{name} goes on training until it ends.{where} Ctrl-C stops it.")
-    elif controller.busy:
-        _say(f"Stopping {name} after its current step…")
+    if not (app.stopped_run_on_exit or app.left_training):
+        return  # no run, or it ended while the UI was open: its screen said how
+    if controller.training:
+        _say(f"Stopping {controller.experiment} after its current step…")
     controller.wait()
-    result, folder = controller.result, controller.run_dir
-    if result is None or folder is None:  # an internal error, or it never started
-        _say(f"{name} failed: {result.reason if result else controller.failure}")
+    _say_how_it_ended(controller)
+
+
+def _say_it_goes_on(controller) -> None:
+    folder = controller.run_dir
+    where = f"Its run folder is {folder}" if folder else f"Its run folder will be in {controller.runs_root}"
+    _say(
+        f"{controller.experiment} goes on training in its own process ({controller.pid}); closing ftui did not "
+        f"stop it. {where}; `ftui` shows it live again (v), and s there stops it."
+    )
+
+
+def _say_how_it_ended(controller) -> None:
+    name, result, folder = controller.experiment, controller.result, controller.run_dir
+    if result is None or folder is None:  # it never started
+        _say(f"{name} failed: {controller.failure}")
     elif result.status == "stopped" and result.epochs_done == 0:
         _say(
             f"{name} stopped {result.reason}, before its first epoch ended: nothing was saved to resume; "
@@ -111,7 +129,7 @@ def _see_the_run_out(app: FtuiApp) -> None:
     elif result.status == "finished":
         _say(f"{name} finished. Its run folder is {folder}.")
     else:
-        _say(f"{name} failed: {result.reason.rstrip('.')}. Its run folder is {folder}.")
+        _say(f"{name} {result.status}: {result.reason.rstrip('.')}. Its run folder is {folder}.")
 
 
 def _say(message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -69,3 +71,89 @@ def finished_run(tui_runs):
     result = train(exp, stop=threading.Event(), runs_root=tui_runs)
     assert result.status == "finished", result.reason
     return result.run_dir
+
+
+# -- the training processes the workbench starts --------------------------------------------------
+
+HOOKS = Path(__file__).resolve().parents[1] / "child_hooks"
+
+
+def hook_children(monkeypatch, **env: str) -> None:
+    """Training processes started after this run with tests/child_hooks (env says which hooks)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH", "")) if p))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+# A stand-in for the training command (training_process.training_command builds it): it makes a
+# run folder as ftui does, then misbehaves as the test asks.
+STAND_IN = """
+import json, os, signal, socket, sys, time
+from pathlib import Path
+
+mode, args = sys.argv[1], sys.argv[2:]
+runs = Path(args[args.index("--runs") + 1])
+folder = runs / "fake-20260101-000000"
+folder.mkdir(parents=True)
+(folder / "experiment.json").write_text(json.dumps({"name": "fake"}))
+status = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "epochs": 3, "epochs_done": 1}
+if mode == "lingers":
+    status.update(state="finished", epochs_done=3)
+(folder / "status.json").write_text(json.dumps(status))
+print("training epoch 2 of 3")
+if mode in ("sleeps", "ignores-sigterm", "lingers"):
+    if mode == "ignores-sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ignoring SIGTERM")
+    (folder / "ready").touch()
+    while True:
+        time.sleep(1)
+print("some last words")
+sys.exit(3)
+"""
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """Runs launched after stand_in(mode) start STAND_IN instead of training: "sleeps" until a signal ends
+    it, "ignores-sigterm" too but SIGTERM does not, "lingers" has closed its run (finished) but its process
+    has not exited yet, "dies" at once with exit code 3 and some last words."""
+
+    from ftui.tui import training_process
+
+    def use(mode: str) -> None:
+        monkeypatch.setattr(
+            training_process, "training_command", lambda args: [sys.executable, "-c", STAND_IN, mode, *args]
+        )
+
+    return use
+
+
+class Gate:
+    """Where a hooked training process waits after its first epoch, until the test opens it."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    @property
+    def paused(self) -> bool:
+        return (self.folder / "paused").exists()
+
+    def open(self) -> None:
+        (self.folder / "go").touch()
+
+
+@pytest.fixture
+def gate(tmp_path, monkeypatch):
+    """Runs launched in the test pause once their first epoch is saved (list it after `app`)."""
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    hook_children(monkeypatch, FTUI_TEST_GATE=str(folder))
+    gate = Gate(folder)
+    yield gate
+    gate.open()  # a paused process never outlives the test
+
+
+def without_hooks() -> dict[str, str]:
+    """The environment for a process the test hooks must not touch (a reference run)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FTUI_TEST_")}

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, RichLog, Static
 from ftui.tui.app import make_app
 from ftui.tui.screens.catalog import CatalogScreen
 from ftui.tui.screens.confirm import ConfirmScreen
+from ftui.tui.screens.quit import QuitScreen
 from ftui.tui.screens.run import RunScreen
 
 
@@ -197,7 +198,7 @@ async def test_quitting_during_a_run_asks_first(app):
         app.launch(dataclasses.replace(app.catalog.get("tiny-fc"), epochs=500))
         await pilot.pause()
         await pilot.press("ctrl+q")
-        assert isinstance(app.screen, ConfirmScreen)
+        assert isinstance(app.screen, QuitScreen)
         await pilot.press("n")
         assert app.controller.busy and isinstance(app.screen, RunScreen)
         app.controller.request_stop("by the test")

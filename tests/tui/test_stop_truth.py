@@ -40,9 +40,10 @@ def test_what_is_printed_after_quitting_matches_what_was_saved(tmp_path, monkeyp
     folder = tmp_path / "long-20261202-000000"
     result = ev.RunResult("stopped", folder, epochs_done=epochs_done, reason="because ftui was quit after x")
     controller = SimpleNamespace(
-        experiment="long", busy=False, run_dir=folder, result=result, failure=None, wait=lambda: None
+        experiment="long", busy=False, training=False, run_dir=folder, result=result, failure=None, wait=lambda: None
     )
-    workbench._see_the_run_out(SimpleNamespace(controller=controller, stopped_run_on_exit=True))
+    app = SimpleNamespace(controller=controller, stopped_run_on_exit=True, left_training=False, queued=None)
+    workbench._see_the_run_out(app)
     text = " ".join(said)
     assert (f"ftui resume {folder}" in text) is resumable
     assert ("nothing was saved to resume" in text) is not resumable

@@ -1,6 +1,7 @@
 """ftui driven in a real terminal (tmux, 80x24) as a person would: keys in, screen text out.
 
-catalog -> editor (head only) -> launch -> the run finishes -> runs -> checkpoint.
+catalog -> editor (head only) -> launch -> the run finishes -> runs -> checkpoint;
+launch -> quit, leaving it training -> the terminal closes -> a new ftui shows it live -> it finishes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.tui.conftest import CATALOG
+from tests.tui.conftest import CATALOG, HOOKS
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
 
@@ -49,12 +53,20 @@ def terminal(tmp_path):
     (tmp_path / "experiments.toml").write_text(CATALOG)
     term = Terminal(f"ftui-test-{os.getpid()}")
     # The shell stays after ftui ends, so what ftui left on the terminal can be read.
-    command = (
-        f"cd {tmp_path} && {sys.executable} -m ftui --runs {tmp_path / 'checkpoints'}; echo ftui exited $?; sleep 60"
-    )
-    term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", command)
+    term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", ftui_command(tmp_path))
     yield term
     term.tmux("kill-session", "-t", term.session)
+
+
+def ftui_command(folder: Path, env: str = "") -> str:
+    """ftui in folder, then the shell stays, so what ftui left on the terminal can be read.
+
+    PYTHONPATH: this checkout's ftui, whatever the tmux server's environment holds.
+    """
+    return (
+        f"cd {folder} && PYTHONPATH={REPO} {env} {sys.executable} -m ftui --runs {folder / 'checkpoints'}; "
+        "echo ftui exited $?; sleep 60"
+    )
 
 
 def test_catalog_editor_launch_finish_checkpoints(terminal, tmp_path):
@@ -77,6 +89,45 @@ def test_catalog_editor_launch_finish_checkpoints(terminal, tmp_path):
     # Nothing but the shell's line: no traceback, no report from a library at exit.
     assert [line for line in after.splitlines() if line.strip()] == ["ftui exited 0"], after
 
-    run = next(p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
+    (run,) = (tmp_path / "checkpoints").glob("tiny-*")
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     assert json.loads((run / "experiment.json").read_text())["trainable"] == ["fc"]
+
+
+def test_leave_it_training_quit_close_the_terminal_reopen_and_see_it_finish(tmp_path):
+    (tmp_path / "experiments.toml").write_text(CATALOG)
+    gate = tmp_path / "gate"  # the run waits there after its first epoch (tests/child_hooks)
+    gate.mkdir()
+    hooks = f"PYTHONPATH={HOOKS}:{REPO} FTUI_TEST_GATE={gate}"
+    first, second = Terminal(f"ftui-leave-{os.getpid()}"), Terminal(f"ftui-reopen-{os.getpid()}")
+    try:
+        first.tmux("new-session", "-d", "-s", first.session, "-x", "80", "-y", "24", ftui_command(tmp_path, hooks))
+        first.wait_for("tiny-fc", "Launch")
+        first.keys("l")
+        first.wait_for("tiny · cpu", "running", "epoch 1: test acc")  # the gate holds it after epoch 1
+        first.keys("q")
+        dialog = first.wait_for("Stop it and quit", "Leave it training and quit", "Cancel")
+        first.keys("l")
+        after = first.wait_for("ftui exited 0")
+        (run_dir,) = (tmp_path / "checkpoints").glob("tiny-*")
+        status = json.loads((run_dir / "status.json").read_text())
+        child = status["pid"]
+        text = "".join(after.splitlines())
+        assert f"tiny goes on training in its own process ({child}); closing ftui did not stop it." in text, after
+        assert "`ftui` shows it live again (v)" in text and "Traceback" not in text, after
+        first.tmux("kill-session", "-t", first.session)  # the terminal closes, as an SSH session would
+        assert status["state"] == "running" and os.kill(child, 0) is None  # still there, still training
+
+        second.tmux("new-session", "-d", "-s", second.session, "-x", "80", "-y", "24", ftui_command(tmp_path))
+        second.wait_for("tiny-fc", "Launch")
+        second.keys("v")  # the run of another process, live
+        second.wait_for("tiny · cpu", "· running", "epoch 1: test acc")
+        (gate / "go").touch()
+        shown = second.wait_for("· finished", "epoch 2: test acc")
+        assert "could not" not in shown and "Traceback" not in shown, shown
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    finally:
+        (gate / "go").touch()
+        for term in (first, second):
+            term.tmux("kill-session", "-t", term.session)
+    assert "is still training" in dialog

@@ -8,11 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
-import torchvision
 from textual.widgets import ProgressBar, RichLog
 
 from ftui.errors import EXIT_INTERNAL, EXIT_OK
@@ -20,6 +18,7 @@ from ftui.tui import workbench
 from ftui.tui.app import FtuiApp, make_app
 from ftui.tui.screens.catalog import CatalogScreen
 from ftui.tui.screens.run import RunScreen
+from tests.tui.conftest import hook_children
 from tests.tui.test_tmux import Terminal
 
 PATIENCE = 300.0  # a bound on waits that end on an event; generous for a loaded machine
@@ -47,10 +46,7 @@ def shown_keys(screen) -> set[str]:
 
 @pytest.mark.parametrize("case", list(NEVER_STARTS), ids=list(NEVER_STARTS))
 async def test_a_run_that_never_started_says_why_offers_no_stop_and_nothing_crashes(tmp_path, monkeypatch, case):
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("no network (blocked by the test)")
-
-    monkeypatch.setattr(torchvision.datasets.utils, "download_url", no_network)
+    hook_children(monkeypatch, FTUI_TEST_OFFLINE="1")  # the training process's downloads fail, as offline
     settings, why = NEVER_STARTS[case]
     catalog = tmp_path / "experiments.toml"
     catalog.write_text(f'[[experiment]]\nname = "offline"\ndevice = "cpu"\n{settings}')
@@ -74,7 +70,9 @@ async def test_a_run_that_never_started_says_why_offers_no_stop_and_nothing_cras
         await pilot.press("escape")
         assert isinstance(app.screen, CatalogScreen)
     assert not app.return_code
-    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    runs = tmp_path / "checkpoints"
+    assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run folder
+    assert not list(runs.glob(".launch/*"))  # the launch's hand-over files and log are gone too
 
 
 @pytest.fixture
@@ -154,15 +152,15 @@ def terminal_with_a_run(tmp_path):
 
 
 def the_run(tmp_path: Path) -> tuple[Path, dict]:
-    (run_dir,) = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()]
+    (run_dir,) = (tmp_path / "checkpoints").glob("long-*")
     return run_dir, json.loads((run_dir / "status.json").read_text())
 
 
 def test_stop_and_quit_says_the_run_stopped_and_where_it_is(terminal_with_a_run, tmp_path):
     term = terminal_with_a_run(epochs=200)
     term.keys("Escape", "q")  # back to the catalog, quit
-    term.wait_for("Stop and quit")
-    term.keys("y")
+    term.wait_for("Stop it and quit", "Leave it training")
+    term.keys("s")
     after = term.wait_for("ftui exited")
     run_dir, status = the_run(tmp_path)
     assert status["state"] == "stopped" and status["reason"].startswith("because ftui was quit")
@@ -174,16 +172,23 @@ def test_stop_and_quit_says_the_run_stopped_and_where_it_is(terminal_with_a_run,
     assert "ftui exited 0" in text and "Traceback" not in text, after
 
 
-def test_a_dropped_terminal_says_the_run_goes_on_then_how_it_ended(terminal_with_a_run, tmp_path):
-    term = terminal_with_a_run(epochs=6)  # long enough to be going on when the signal comes
+def test_a_dropped_terminal_closes_the_workbench_at_once_and_the_run_trains_on(terminal_with_a_run, tmp_path):
+    term = terminal_with_a_run(epochs=200)  # far longer than the test: it is going on when the workbench ends
     shell = int(term.tmux("list-panes", "-t", term.session, "-F", "#{pane_pid}").strip())
     (ftui,) = map(int, Path(f"/proc/{shell}/task/{shell}/children").read_text().split())
     os.kill(ftui, signal.SIGHUP)  # what the terminal sends when the SSH session drops
     after = term.wait_for("ftui exited")
     run_dir, status = the_run(tmp_path)
-    assert status["state"] == "finished"
     text = "".join(after.splitlines())
     folder = run_dir.relative_to(tmp_path)
-    assert f"long goes on training until it ends. Its run folder is {folder}. Ctrl-C stops it." in text, after
-    assert f"long finished. Its run folder is {folder}." in text, after
+    child = status["pid"]
+    assert status["state"] == "running" and os.getsid(child) == child  # its own session: the hang-up missed it
+    assert f"long goes on training in its own process ({child}); closing ftui did not stop it." in text, after
+    assert f"Its run folder is {folder}; `ftui` shows it live again (v)" in text, after
     assert "ftui exited 129" in text and "Traceback" not in text, after  # 128 + SIGHUP
+    os.kill(child, signal.SIGTERM)  # as a person would, from the shell
+    deadline = time.monotonic() + PATIENCE
+    while json.loads((run_dir / "status.json").read_text())["state"] == "running":
+        assert time.monotonic() < deadline, "the run never stopped"
+        time.sleep(0.1)
+    assert json.loads((run_dir / "status.json").read_text())["reason"].startswith("by SIGTERM after ")

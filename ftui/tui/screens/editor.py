@@ -63,6 +63,7 @@ class EditorScreen(Screen):
         super().__init__()
         self.original = exp  # the catalog entry "r" returns to
         self._exp = exp
+        self.launched: Experiment | None = None  # the last experiment launched from here: its run folder keeps it
         self.info: ModelInfo = describe(exp.model, exp.cifar_stem)
 
     @property
@@ -163,6 +164,7 @@ class EditorScreen(Screen):
             self._say("Nothing would train: toggle a unit with space, or press a for all.", error=True)
             self.app.notify("Nothing would train; select at least one unit.", severity="warning")
             return
+        self.launched = self._exp
         self.app.launch(self._exp)
 
     def action_back(self) -> None:

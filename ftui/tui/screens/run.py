@@ -1,6 +1,6 @@
 """A run, live or finished: progress, curves and its event log, all read from its folder.
 
-The screen never talks to the training thread: it tails metrics.jsonl and
+The screen never talks to the training process: it tails metrics.jsonl and
 reads status.json four times a second. So a run started here, one going in
 another ftui process and one that ended long ago are shown by the same code,
 and a resume, whoever started it (this ftui, another one, the CLI), shows
@@ -21,7 +21,6 @@ from textual.screen import Screen
 from textual.widgets import Header, Label, ProgressBar, RichLog
 
 from ...engine import events as ev
-from ...engine.device import memory_in_use
 from ...engine.history import MetricsFollower, RunHistory, training_seconds
 from ...engine.runs import INTERRUPTED, METRICS, STATUS, RunFolder, process_alive, run_state
 from ...errors import RunError
@@ -60,6 +59,8 @@ class RunScreen(Screen):
         self.shown_end = False
         self.redraws = 0  # plot redraws, for responsiveness measurements
         self.offered_stop = True  # what the footer showed last: "s Stop run" until the run is seen not running
+        self.logged_interruption = False
+        self.shown_failure_of = 0  # the launch (controller.launches) whose "could not start" is shown
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -80,14 +81,17 @@ class RunScreen(Screen):
     # -- reading the run folder ----------------------------------------------
 
     def _poll(self) -> None:
+        if self.live and self.app.controller.could_not_start:
+            self._show_could_not_start()
         if self.follower is None and not self._find_run_folder():
             return
         self._follow_the_live_run()
         events, restarted = self.follower.read()
         if restarted:  # a resume rewrote the log: fold it again from its start
-            self.history = RunHistory()
+            self.history, self.logged_interruption = RunHistory(), False
             self.query_one(RichLog).clear()
         self.status = self._read_status()
+        self._log_interruption()
         if self._stoppable() != self.offered_stop:  # the run ended or was resumed: the footer follows
             self.offered_stop = not self.offered_stop
             self.refresh_bindings()
@@ -105,8 +109,6 @@ class RunScreen(Screen):
         if self.live and self.run_dir is None:
             self.run_dir = controller.run_dir
             if self.run_dir is None:
-                if controller.could_not_start and not self.shown_end:
-                    self._show_could_not_start()
                 return False
         self.follower = MetricsFollower(self.run_dir / METRICS)
         return True
@@ -116,7 +118,7 @@ class RunScreen(Screen):
         run_dir = self.app.controller.run_dir
         if self.live and run_dir is not None and run_dir != self.run_dir:
             self.run_dir, self.follower = run_dir, MetricsFollower(run_dir / METRICS)
-            self.history, self.shown_end = RunHistory(), False
+            self.history, self.shown_end, self.logged_interruption = RunHistory(), False, False
             self.query_one(RichLog).clear()
             self.query_one(ProgressBar).display = True
 
@@ -132,17 +134,31 @@ class RunScreen(Screen):
         return self.live and self.run_dir is None and self.app.controller.could_not_start
 
     def _show_could_not_start(self) -> None:
-        """Why the run never trained and what to do; no progress, nothing to stop."""
+        """Why the launch never trained and what to do, once per launch; no progress, nothing to stop.
+
+        A refused resume has a run folder: the screen goes on showing it, as it was.
+        """
         controller = self.app.controller
-        self.shown_end = True
+        if self.shown_failure_of == controller.launches:
+            return
+        self.shown_failure_of, self.shown_end = controller.launches, True
+        self.query_one(RichLog).write(f"could not start: {controller.failure}")
+        self.notify(controller.failure or "", severity="error", timeout=10)
+        self.refresh_bindings()  # "Stop run" leaves the footer
+        if self.run_dir is not None and self.run_dir == controller.run_dir:
+            return
         self.query_one("#title", Label).update(f"{controller.experiment}: could not start")
         self.query_one(ProgressBar).display = False  # an empty bar would go on animating
         self.query_one("#progress-text", Label).update(
             "Nothing was trained. Fix what the log below says and try again; esc goes back."
         )
-        self.query_one(RichLog).write(f"failed: {controller.failure}")
-        self.notify(controller.failure, severity="error", timeout=10)
-        self.refresh_bindings()  # "Stop run" leaves the footer
+
+    def _log_interruption(self) -> None:
+        """An interrupted run wrote no ending to its log: what its folder says happened, once."""
+        if self._state() != INTERRUPTED or self.logged_interruption:
+            return
+        self.logged_interruption = True
+        self.query_one(RichLog).write(f"interrupted: {run_state(self.status)[1]}")
 
     def _log_events(self, events: list[ev.Event]) -> None:
         log = self.query_one(RichLog)
@@ -206,17 +222,10 @@ class RunScreen(Screen):
             ]
         else:
             parts += [f"best {h.best_acc:.2f}%" if h.best_acc is not None else "no epoch completed"]
-        memory = self._gpu_memory()
-        return " · ".join(parts + ([memory] if memory else []))
+        return " · ".join(parts)
 
     def _elapsed(self) -> float | None:
         return training_seconds(self.status)  # the earlier sessions of a resumed run included
-
-    def _gpu_memory(self) -> str:
-        # Only this process's own run can be measured from here.
-        start = self.history.start
-        used = memory_in_use(start.device) if self.live and start is not None else None
-        return "" if used is None else f"GPU mem {used / 2**30:.1f} GiB"
 
     # -- actions -----------------------------------------------------------------
 
@@ -229,10 +238,11 @@ class RunScreen(Screen):
 
     def _stoppable(self) -> bool:
         """The run shown is training (or about to): only then does the footer offer to stop it."""
-        if self._never_started():
+        controller = self.app.controller
+        if self._never_started() or (controller.stopping and self._is_ours()):  # asked once already
             return False
         if self.follower is None:  # a live run before its folder exists
-            return self.live and self.app.controller.busy
+            return self.live and controller.busy
         return self._state() == "running"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -254,6 +264,7 @@ class RunScreen(Screen):
         if ok:
             self.app.controller.request_stop("from the workbench")
             self.query_one(RichLog).write("stopping after the current step…")
+            self.refresh_bindings()
 
     def _other_process(self) -> int | None:
         status = RunFolder(self.run_dir).read_status()
