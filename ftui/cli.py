@@ -235,8 +235,8 @@ def _launch(nproc: int, ftui_args: list[str], runs_root: Path | None = None, run
         found = run_dir or (find_run(runs_root, launch.id) if runs_root is not None else None)
         if found is None:  # set-up refused (rank 0 said why), or stopped before a run folder existed
             return exit_code_for_signal(signals[0]) if signals else (EXIT_OK if status == 0 else EXIT_USAGE)
-        why = launch.failure().replace("\n", "; ") or f"torchrun exited with status {status}"
-        closed = close_abandoned(found, why)
+        failures = launch.failure().replace("\n", "; ")  # what torchrun said of processes that failed
+    closed = close_abandoned(found, failures or f"torchrun exited with status {status}")
     if closed is not None:
         err.print(f"[red]failed:[/] {_markup_safe(closed)}")
         out.print(f"run folder: {_markup_safe(found)}")
@@ -246,6 +246,8 @@ def _launch(nproc: int, ftui_args: list[str], runs_root: Path | None = None, run
         return EXIT_OK
     if state == "stopped":
         return exit_code_for_signal(signals[0] if signals else signal.SIGTERM)
+    if failures:  # rank 0 said what it saw; torchrun knows which process went
+        err.print(f"torchrun: {_markup_safe(failures)}")
     return EXIT_FAILED
 
 

@@ -56,10 +56,10 @@ def _report(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # torchrun's warnings about each signal it passes on are noise next to ftui's own messages; its
-    # errors still show. Its agent's loggers read LOGLEVEL when they are made (at import); the others
-    # take their level from the package's logger.
-    os.environ.setdefault("LOGLEVEL", "ERROR")
+    # torchrun logs each signal it passes on and each worker that failed: ftui says both itself (the
+    # run folder's reason; the launcher prints the failures below). Its agent's loggers read LOGLEVEL
+    # when they are made (at import); the others take their level from the package's logger.
+    os.environ.setdefault("LOGLEVEL", "CRITICAL")
     _follow_parent()
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
