@@ -105,11 +105,14 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
-def _stop_on_signals(stop: StopRequest, received: list[int], reason_file: str | None = None) -> None:
+def _stop_on_signals(
+    stop: StopRequest, received: list[int], reason_file: str | None = None, quiet: bool = False
+) -> None:
     """Ctrl-C, SIGTERM and a dropped SSH session (SIGHUP) stop the run cleanly after the current step.
 
     reason_file: where whoever sends the signal may first write why (the workbench does: "from the
     workbench"); the run's status then says that instead of the signal's name.
+    quiet: say nothing (one of a run's several processes; rank 0 speaks for them).
     """
 
     def handler(signum, _frame):
@@ -117,6 +120,8 @@ def _stop_on_signals(stop: StopRequest, received: list[int], reason_file: str | 
             raise KeyboardInterrupt
         received.append(signum)
         stop.request(_stated_why(reason_file) or SIGNAL_REASONS[signum])
+        if quiet:
+            return
         try:
             err.print(f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to abort)...")
         except Exception:
@@ -139,9 +144,16 @@ def _drive(start, reason_file: str | None = None) -> int:
     """Run a training function with a progress bar and turn its result into an exit code.
 
     The signal handlers come first: a stop that arrives while torch is still being imported is kept.
+    One of several processes (started by torchrun) shows nothing but its errors: rank 0 speaks for the run.
     """
+    from .engine.distributed import world_from_env  # no torch: the handlers still come before it
+
     stop, signals = StopRequest(), []
-    _stop_on_signals(stop, signals, reason_file)
+    main = world_from_env().main
+    _stop_on_signals(stop, signals, reason_file, quiet=not main)
+    if not main:
+        result = start(None, stop)
+        return _exit_code(result, signals, started=result.run_dir is not None)
     from .progress import ProgressPrinter
 
     with ProgressPrinter(out) as printer:
@@ -154,11 +166,30 @@ def _drive(start, reason_file: str | None = None) -> int:
         err.print(f"[red]failed:[/] {_markup_safe(result.reason)}")
     if result.run_dir is not None:
         out.print(f"run folder: {_markup_safe(result.run_dir)}")
+    return _exit_code(result, signals, started=printer.started)
+
+
+def _exit_code(result, signals: list[int], started: bool) -> int:
     if result.status == "finished":
         return EXIT_OK
     if result.status == "stopped":
         return exit_code_for_signal(signals[0] if signals else signal.SIGINT)
-    return EXIT_FAILED if printer.started else EXIT_USAGE  # a run that never started: its set-up was refused
+    return EXIT_FAILED if started else EXIT_USAGE  # a run that never started: its set-up was refused
+
+
+def _processes(asked: int | None, default: int) -> int:
+    """How many processes train: --nproc, else the experiment's; under torchrun, torchrun's (--nproc must agree)."""
+    from .engine.distributed import launched_by_torchrun, world_from_env
+
+    if not launched_by_torchrun():
+        return asked if asked is not None else default
+    size = world_from_env().size
+    if asked is not None and asked != size:
+        raise FtuiError(
+            f"--nproc {asked}, but torchrun started {size} processes: under torchrun its --nproc-per-node "
+            "decides; leave --nproc out."
+        )
+    return size
 
 
 def _experiment_json(path: str):
@@ -193,6 +224,15 @@ def cmd_run(args) -> int:
         from .engine.catalog import experiment_from_dict
 
         exp = experiment_from_dict({**exp.to_dict(), **changes}, where="command line")
+    nproc = _processes(args.nproc, exp.nproc)
+    if nproc > 1 and not _under_torchrun():
+        from .engine.distributed import per_process_batch
+
+        per_process_batch(exp.batch_size, nproc)  # refused here, before any process starts
+        source = ["--experiment-json", args.experiment_json] if args.experiment_json else [args.name]
+        forwarded = ["run", *source, "--catalog", args.catalog, "--runs", args.runs]
+        forwarded += [f"--{k}={v}" for k, v in changes.items()] + (["--share-device"] if args.share_device else [])
+        return _launch(nproc, forwarded, runs_root=Path(args.runs))
 
     def start(printer, stop):
         from .engine.train import train
@@ -203,12 +243,60 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    if not _under_torchrun():
+        from .engine.distributed import check_same_processes
+        from .engine.runs import RunFolder
+
+        trained_on = int(RunFolder(Path(args.run_folder)).read_experiment().get("nproc") or 1)
+        check_same_processes(args.run_folder, trained_on, _processes(args.nproc, trained_on))
+        if trained_on > 1:
+            forwarded = ["resume", args.run_folder] + (["--share-device"] if args.share_device else [])
+            return _launch(trained_on, forwarded, run_dir=Path(args.run_folder))
+    elif args.nproc is not None:
+        _processes(args.nproc, 1)  # under torchrun, --nproc must be what torchrun started
+
     def start(printer, stop):
         from .engine.train import resume
 
         return resume(args.run_folder, printer, stop, share_device=args.share_device)
 
     return _drive(start, args.stop_reason_file)
+
+
+def _under_torchrun() -> bool:
+    from .engine.distributed import launched_by_torchrun
+
+    return launched_by_torchrun()
+
+
+def _launch(nproc: int, ftui_args: list[str], runs_root: Path | None = None, run_dir: Path | None = None) -> int:
+    """Train on nproc processes: torchrun as a child of this process, which waits for it and passes signals on.
+
+    Rank 0 shows the run (its output is this terminal's). This process closes the run as failed
+    when rank 0 could not (it was killed), and exits with the code a single-process run would.
+    """
+    from .engine.launcher import Launch, close_abandoned, find_run, supervise
+    from .engine.runs import RunFolder, run_state
+
+    with Launch(nproc, ftui_args) as launch:
+        status, signals = supervise(launch)
+        found = run_dir or (find_run(runs_root, launch.id) if runs_root is not None else None)
+        if found is None:  # set-up refused (rank 0 said why), or stopped before a run folder existed
+            return exit_code_for_signal(signals[0]) if signals else (EXIT_OK if status == 0 else EXIT_USAGE)
+        failures = launch.failure().replace("\n", "; ")  # what torchrun said of processes that failed
+    closed = close_abandoned(found, failures or f"torchrun exited with status {status}")
+    if closed is not None:
+        err.print(f"[red]failed:[/] {_markup_safe(closed)}")
+        out.print(f"run folder: {_markup_safe(found)}")
+        return EXIT_FAILED
+    state, _reason = run_state(RunFolder(found).read_status())
+    if state == "finished":
+        return EXIT_OK
+    if state == "stopped":
+        return exit_code_for_signal(signals[0] if signals else signal.SIGTERM)
+    if failures:  # rank 0 said what it saw; torchrun knows which process went
+        err.print(f"torchrun: {_markup_safe(failures)}")
+    return EXIT_FAILED
 
 
 def _markup_safe(value: object) -> str:
@@ -326,6 +414,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     run.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
     _stop_reason_file(run)
+    _nproc(run, "processes to train on (starts torchrun); default: the experiment's nproc")
     run.set_defaults(func=cmd_run)
 
     ins = sub.add_parser("inspect", help="show a checkpoint's metadata and tensors")
@@ -354,6 +443,7 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("run_folder")
     res.add_argument("--share-device", action="store_true", help="train even if another ftui run holds the device")
     _stop_reason_file(res)
+    _nproc(res, "processes to resume on: the number the run was trained on (the default)")
     res.set_defaults(func=cmd_resume)
     return p
 
@@ -361,6 +451,20 @@ def _parser() -> argparse.ArgumentParser:
 def _stop_reason_file(parser: argparse.ArgumentParser) -> None:
     """Hidden: the workbench, which starts every run as a child process, says here why it stops one."""
     parser.add_argument("--stop-reason-file", help=argparse.SUPPRESS)
+
+
+def _nproc(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--nproc", type=_positive, metavar="N", help=help)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give at least 1 process")
+    return value
 
 
 def _catalog_and_runs(parser: argparse.ArgumentParser, catalog=argparse.SUPPRESS, runs=argparse.SUPPRESS) -> None:

@@ -38,15 +38,21 @@ class Augment:
         self._shift = -torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / std_t
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def train(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def train(self, x: torch.Tensor, generator: torch.Generator, share: tuple[int, int] = (0, 1)) -> torch.Tensor:
         """Random augmentation of uint8 (B, 3, H, W) images -> normalised float32 (B, 3, S, S).
 
-        ``generator`` must live on x's device.
+        ``generator`` must live on x's device. ``share`` = (rank, processes): x is the rank's part of
+        a global batch of B * processes images, at rows rank, rank + processes, ... (see
+        distributed.Group.epoch_order). The draws are made for the whole global batch and the rank
+        keeps its rows: every process's generator stays in step, and the global batch is augmented
+        exactly as one process would augment it.
         """
         if not self.geometric:
             return self.test(x)
         h, w = x.shape[-2:]
-        grid = self._grid(self._thetas(x.shape[0], h, w, generator, x.device), h, w)
+        rank, processes = share
+        thetas = self._thetas(x.shape[0] * processes, h, w, generator, x.device)[rank::processes]
+        grid = self._grid(thetas, h, w)
         y = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return self._normalize(y)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,26 +49,39 @@ def evaluate(
     batch_size: int,
     precision: str,
     stop: threading.Event | None = None,
+    total: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation | None:
     """Mean loss and accuracy over uint8 images already on the model's device.
 
     Sums stay on the device and are read once at the end. Returns None if
-    ``stop`` is set part-way (the caller is stopping the run).
+    ``stop`` is set part-way (the caller is stopping the run). ``total`` adds up
+    the sums of every process of a run (each evaluated its own part of the test
+    set), with their stop flags: all of them return the same result.
     """
     device = images.device
     model.eval()
+    stopped = False
     with torch.inference_mode(), autocast(device, precision):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for start in range(0, len(images), batch_size):
             if stop is not None and stop.is_set():
-                return None
+                stopped = True
+                break
             logits = model(augment.test(images[start : start + batch_size]))
             target = labels[start : start + batch_size]
             loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
             correct += (logits.argmax(dim=1) == target).sum()
-        n = len(images)
-        return Evaluation(loss_sum.item() / n, 100.0 * correct.item() / n, n)
+    # Made outside inference mode, so that a collective may add to it in place; float64 keeps the
+    # counts exact whatever the test set's size.
+    counts = torch.tensor([len(images), stopped], dtype=torch.float64, device=device)
+    sums = torch.cat([torch.stack([loss_sum.double(), correct.double()]), counts])
+    if total is not None:
+        sums = total(sums)
+    loss, right, n, stops = sums.tolist()
+    if stops:
+        return None
+    return Evaluation(loss / n, 100.0 * right / n, int(n))
 
 
 def evaluate_checkpoint(

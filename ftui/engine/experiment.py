@@ -131,7 +131,9 @@ class Experiment:
     )
     warmup_epochs: float = setting(0.0, "linear warm-up before the schedule", range=Range(0))
     epochs: int = setting(10, "passes over the training set", range=Range(1, 10000))
-    batch_size: int = setting(128, "images per step", range=Range(1, 65536), label="batch")
+    batch_size: int = setting(
+        128, "images per step, over all processes (each takes batch_size / nproc)", range=Range(1, 65536), label="batch"
+    )
     crop_padding: int = setting(4, "random crop with this zero padding, in stored pixels", range=Range(0, 64))
     flip: bool = setting(True, "random horizontal flip")
     rotation: float = setting(0.0, "random rotation up to ± this many degrees", range=Range(0, 180))
@@ -150,6 +152,16 @@ class Experiment:
     )
     device: str = setting(
         "auto", "`auto` picks CUDA when present", pattern=_DEVICE, values="`auto`, `cpu`, `cuda`, `cuda:N`, `mps`"
+    )
+    nproc: int = setting(
+        1,
+        "processes that train the run together (DDP): `ftui run` starts torchrun with this many, one per GPU on "
+        "CUDA, gloo processes on a CPU; `batch_size` stays the global batch (see Several processes below)",
+        range=Range(1, 1024),
+        label="processes",
+    )
+    sync_bn: bool = setting(
+        False, "SyncBatchNorm: BatchNorm statistics over every process's batch (NCCL on CUDA only; refused on a CPU)"
     )
     max_steps_per_epoch: int = setting(
         0, "0 = the whole training set each epoch; smaller for smoke runs", range=Range(0)

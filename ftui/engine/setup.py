@@ -18,7 +18,8 @@ from ..errors import FtuiError
 from .augment import Augment
 from .checkpoints import base_digest, load_checkpoint_model
 from .data import Dataset, load_dataset
-from .device import resolve_device, tune_for, uses_channels_last
+from .device import tune_for, uses_channels_last
+from .distributed import World, backend_for, check_sync_bn, per_process_batch, training_device
 from .evaluation import test_augment
 from .experiment import NORMALIZATIONS, Experiment
 from .models import LayerUnit, build_model, layer_units
@@ -42,6 +43,13 @@ class Setup:
     frozen_bn: list[nn.Module]
     generator: torch.Generator
     steps_per_epoch: int
+    world: World  # this process among the run's processes (alone: World())
+
+    @property
+    def process_batch(self) -> int:
+        """Images each process takes per step: the experiment's batch_size is the global batch."""
+        return self.exp.batch_size // self.world.size
+
     base_sha256: str | None = None  # a LoRA run's base weights, named in its checkpoints
 
 
@@ -66,8 +74,11 @@ def load_data(exp: Experiment, device: torch.device) -> Dataset:
     return data.to(device)
 
 
-def prepare(exp: Experiment, from_checkpoint: Path | None = None) -> Setup:
-    device = resolve_device(exp.device)
+def prepare(exp: Experiment, from_checkpoint: Path | None = None, world: World | None = None) -> Setup:
+    world = world or World()
+    per_process_batch(exp.batch_size, world.size)
+    device = training_device(exp.device, world)
+    check_sync_bn(exp.sync_bn, world, backend_for(device))
     tune_for(device)
     torch.manual_seed(exp.seed)
     data = load_data(exp, device)
@@ -75,6 +86,8 @@ def prepare(exp: Experiment, from_checkpoint: Path | None = None) -> Setup:
         model = build_model(exp, data.num_classes)
     else:
         model = load_checkpoint_model(from_checkpoint)[0]
+    if exp.sync_bn and world.several:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same names and tensors: checkpoints are unchanged
     units = layer_units(model)
     apply_modes(model, units, exp)
     base = base_digest(model, units, exp) if exp.uses_lora else None
@@ -106,6 +119,7 @@ def prepare(exp: Experiment, from_checkpoint: Path | None = None) -> Setup:
         frozen_batchnorms(model, units, exp),
         generator,
         steps,
+        world,
         base,
     )
 

@@ -10,15 +10,22 @@ global state besides torch's RNG, which it seeds.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
+
+from torch import nn
 
 from ..errors import FtuiError, RunError
 from . import events as ev
 from .checkpoints import load_resume_state, read_checkpoint, resume_epoch
 from .device import device_key
+from .distributed import Group, check_same_processes, process_group, training_device, world_from_env
 from .experiment import RUN_WEIGHTS, Experiment
+from .launcher import LAUNCH_ID_ENV
 from .loop import EventSink, TrainingLoop, append_error_log
 from .runs import (
     ERROR_LOG,
@@ -87,12 +94,66 @@ def _failed_early(emit: EventSink, exc: FtuiError, run_dir: Path | None = None) 
 
 
 def _lock_device(setup: Setup, runs_root: Path, share_device: bool, experiment: str) -> DeviceLock | None:
-    """One run per device unless the caller chose to share it (the TUI asks the person first)."""
-    if share_device:
+    """One run per device unless the caller chose to share it (the TUI asks the person first).
+
+    With several processes, each locks its own GPU (cuda:LOCAL_RANK); on a CPU, which they share, rank 0 locks it.
+    """
+    if share_device or not (setup.world.main or setup.device.type == "cuda"):
         return None
     lock = DeviceLock(runs_root, device_key(setup.device))
     lock.acquire({"experiment": experiment, "run_dir": "(starting)"})
     return lock
+
+
+def _prepare_everywhere(
+    group: Group, make: Callable[[], Setup], runs_root: Path, share_device: bool, experiment: str
+) -> tuple[Setup | None, DeviceLock | None, str | None]:
+    """Each process prepares (and locks its device); all learn whether every one of them could.
+
+    A process refused here (no data, a device held by another run) must not leave the others
+    waiting at their first collective: the outcome is shared, and all give up together.
+    """
+    setup = lock = error = None
+    try:
+        setup = make()
+        lock = _lock_device(setup, runs_root, share_device, experiment)
+    except FtuiError as exc:
+        error = str(exc)
+    error = group.agree(error)
+    if error is not None and lock is not None:
+        lock.release()
+        lock = None
+    return setup, lock, error
+
+
+def _new_run_folder(exp: Experiment, runs_root: Path) -> RunFolder:
+    folder = RunFolder(create_run_dir(runs_root, exp.name))
+    folder.write_experiment(exp.to_dict())
+    launch = os.environ.get(LAUNCH_ID_ENV)  # lets the ftui that started torchrun find the run (launcher.py)
+    folder.write_status(
+        "running", started_at=now_iso(), epochs=exp.epochs, epochs_done=0, **({"launch": launch} if launch else {})
+    )
+    return folder
+
+
+def _shared_run_folder(group: Group, exp: Experiment, runs_root: Path) -> tuple[RunFolder | None, str | None]:
+    """Rank 0 creates the run folder and every process learns its name (or why there is none)."""
+    made: tuple[str | None, str | None] = (None, None)
+    if group.world.main:
+        try:
+            made = (str(_new_run_folder(exp, runs_root).path), None)
+        except FtuiError as exc:
+            made = (None, str(exc))
+        except OSError as exc:
+            made = (None, f"Could not create a run folder under {runs_root}: {exc}")
+    path, error = cast(tuple[str | None, str | None], group.share(made))
+    return (RunFolder(Path(path)) if path else None), error
+
+
+def _step_forward(group: Group, setup: Setup) -> nn.Module:
+    if not group.several:
+        return setup.forward
+    return group.parallel(setup.model, setup.device, setup.exp.compile)
 
 
 def train(
@@ -102,27 +163,45 @@ def train(
     runs_root: Path | str = "checkpoints",
     share_device: bool = False,
 ) -> ev.RunResult:
-    """Run an experiment to the end (or until ``stop`` is set) and return how it ended."""
-    emit = _SafeSink(on_event)
-    lock = None
+    """Run an experiment to the end (or until ``stop`` is set) and return how it ended.
+
+    Started by torchrun, this is one of the run's processes (engine/distributed.py): only rank 0
+    writes the run folder and calls ``on_event``.
+    """
+    emit = _SafeSink(None)
     try:
         if exp.weights.startswith(RUN_WEIGHTS):  # resolved now, and recorded so in the run's experiment
             exp = dataclasses.replace(exp, weights=resolve_run_weights(exp.weights, Path(runs_root)))
-        setup = prepare(exp)
-        lock = _lock_device(setup, Path(runs_root), share_device, exp.name)
-        folder = RunFolder(create_run_dir(Path(runs_root), exp.name))
-        folder.write_experiment(exp.to_dict())
-        folder.write_status("running", started_at=now_iso(), epochs=exp.epochs, epochs_done=0)
-    except (FtuiError, OSError) as exc:
-        if lock is not None:
-            lock.release()
-        if isinstance(exc, OSError):
-            exc = FtuiError(f"Could not create a run folder under {runs_root}: {exc}")
+        world = world_from_env()
+        emit = _SafeSink(on_event if world.main else None)
+        exp = dataclasses.replace(exp, nproc=world.size)  # the run folder says how many processes trained it
+        device = training_device(exp.device, world)
+    except FtuiError as exc:
         return _failed_early(emit, exc)
-    emit.attach(folder.path)
-    if lock is not None:
-        lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
-    return TrainingLoop(setup, folder, emit, stop or threading.Event(), start_epoch=0, best_acc=None, lock=lock).run()
+    root = Path(runs_root)
+    with process_group(world, device) as group:
+        setup, lock, error = _prepare_everywhere(group, lambda: prepare(exp, world=world), root, share_device, exp.name)
+        folder = None
+        if error is None:
+            folder, error = _shared_run_folder(group, exp, root)
+        if error is not None or setup is None or folder is None:
+            if lock is not None:
+                lock.release()
+            return _failed_early(emit, FtuiError(error or "the run could not start"))
+        emit.attach(folder.path)
+        if lock is not None:
+            lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
+        return TrainingLoop(
+            setup,
+            folder,
+            emit,
+            stop or threading.Event(),
+            start_epoch=0,
+            best_acc=None,
+            lock=lock,
+            group=group,
+            step_forward=_step_forward(group, setup),
+        ).run()
 
 
 def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
@@ -139,8 +218,8 @@ def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
         )
 
 
-def _resume_state_for(folder: RunFolder) -> Path:
-    """The resume state of the epoch last.safetensors holds.
+def _resume_state_for(folder: RunFolder) -> tuple[Path, int]:
+    """The resume state of the epoch last.safetensors holds, and that epoch.
 
     The state is written before last.safetensors and the previous one is kept
     until then, so a process killed between the two writes still leaves a
@@ -150,10 +229,17 @@ def _resume_state_for(folder: RunFolder) -> Path:
     for name in (RESUME, RESUME_PREVIOUS):
         path = folder.file(name)
         if path.exists() and resume_epoch(path) == epoch:
-            return path
+            return path, epoch
     raise RunError(
         f"{folder.path}: no optimizer state matches last.safetensors (epoch {epoch + 1}); cannot resume exactly."
     )
+
+
+def _prepare_resume(folder: RunFolder, exp: Experiment, state: Path, group: Group) -> Setup:
+    setup = prepare(exp, from_checkpoint=folder.file(LAST), world=group.world)
+    _epoch, rng = load_resume_state(state, setup.optimizer, setup.scheduler)
+    restore_rng(setup, group.own_rng(rng))
+    return setup
 
 
 def resume(
@@ -162,46 +248,71 @@ def resume(
     stop: threading.Event | None = None,
     share_device: bool = False,
 ) -> ev.RunResult:
-    """Continue a stopped, failed or interrupted run from its last checkpoint to its planned last epoch."""
-    emit = _SafeSink(on_event)
+    """Continue a stopped, failed or interrupted run from its last checkpoint to its planned last epoch.
+
+    A run of N processes resumes on N (each restores its own random-number state).
+    """
+    emit = _SafeSink(None)
     folder = RunFolder(Path(run_dir))
-    lock = None
     try:
+        world = world_from_env()
+        emit = _SafeSink(on_event if world.main else None)
         exp = experiment_from_dict(folder.read_experiment(), where=str(folder.file(EXPERIMENT)))
-        emit.attach(folder.path)  # a run folder: a failing callback is logged there
+        if world.main:
+            emit.attach(folder.path)  # a run folder: a failing callback is logged there
         _check_resumable(folder, exp)
-        setup = prepare(exp, from_checkpoint=folder.file(LAST))
-        epoch, rng = load_resume_state(_resume_state_for(folder), setup.optimizer, setup.scheduler)
-        restore_rng(setup, rng)
-        lock = _lock_device(setup, folder.path.parent, share_device, exp.name)
+        check_same_processes(folder.path, exp.nproc, world.size)
+        state, epoch = _resume_state_for(folder)
+        device = training_device(exp.device, world)
     except FtuiError as exc:
         return _failed_early(emit, exc, folder.path)
-    if lock is not None:
-        lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
-    remove_stale_temporaries(folder.path)  # a process killed mid-write leaves its temporary file
-    start = epoch + 1
-    # Steps of an epoch that never completed are dropped: it is trained again from its start.
-    events = folder.read_events()
+    with process_group(world, device) as group:
+        setup, lock, error = _prepare_everywhere(
+            group, lambda: _prepare_resume(folder, exp, state, group), folder.path.parent, share_device, exp.name
+        )
+        if error is not None or setup is None:
+            return _failed_early(emit, FtuiError(error or "the run could not resume"), folder.path)
+        if lock is not None:
+            lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
+        start = epoch + 1
+        warnings = _reopen(folder, start) if world.main else []
+        return TrainingLoop(
+            setup,
+            folder,
+            emit,
+            stop or threading.Event(),
+            start_epoch=start,
+            best_acc=_best_kept(folder, start) if world.main else None,
+            lock=lock,
+            warnings=warnings,
+            group=group,
+            step_forward=_step_forward(group, setup),
+        ).run()
+
+
+def _kept(start: int) -> Callable[[ev.Event], bool]:
+    """Events of the epochs before ``start``: the steps of an epoch that never completed are dropped."""
 
     def kept(e: ev.Event) -> bool:
         return not isinstance(e, ev.Step | ev.EpochEnd | ev.CheckpointSaved) or e.epoch < start
 
-    dropped = sum(len(e.losses) for e in events if isinstance(e, ev.Step) and not kept(e))
+    return kept
+
+
+def _best_kept(folder: RunFolder, start: int) -> float | None:
+    kept = _kept(start)
+    return max((e.test_acc for e in folder.read_events() if isinstance(e, ev.EpochEnd) and kept(e)), default=None)
+
+
+def _reopen(folder: RunFolder, start: int) -> list[str]:
+    """Rank 0 makes the run folder ready to go on from epoch ``start``; the warnings to publish."""
+    remove_stale_temporaries(folder.path)  # a process killed mid-write leaves its temporary file
+    kept = _kept(start)
+    dropped = sum(len(e.losses) for e in folder.read_events() if isinstance(e, ev.Step) and not kept(e))
     folder.keep_events(kept)
-    accs = [e.test_acc for e in events if isinstance(e, ev.EpochEnd) and kept(e)]
     folder.write_status("running", resumed_at=now_iso(), reason="")
-    warnings = (
-        [f"Epoch {start + 1} had not completed: its {dropped} steps done before are dropped and it is trained again."]
-        if dropped
-        else []
-    )
-    return TrainingLoop(
-        setup,
-        folder,
-        emit,
-        stop or threading.Event(),
-        start_epoch=start,
-        best_acc=max(accs, default=None),
-        lock=lock,
-        warnings=warnings,
-    ).run()
+    if not dropped:
+        return []
+    return [
+        f"Epoch {start + 1} had not completed: its {dropped} steps done before are dropped and it is trained again."
+    ]
