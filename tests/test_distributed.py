@@ -11,6 +11,7 @@ their bounds only decide when to give up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,6 @@ from ftui.cli import main
 from ftui.engine import events as ev
 from ftui.engine.augment import Augment
 from ftui.engine.catalog import experiment_from_dict
-from ftui.engine.device import compute_threads
 from ftui.engine.distributed import Group, World, per_process_batch
 from ftui.engine.launcher import descendants
 from ftui.engine.runs import RunFolder, list_runs
@@ -42,6 +42,17 @@ DDP = {**TINY, "name": "ddp", "trainable": ["conv1", "fc"], "frozen_bn": "freeze
 # measured. Images, augmentation or schedule that differ move it by far more: another crop padding
 # by 4e-3, another seed by 0.7.
 TOLERANCE = 5e-4
+
+
+@contextlib.contextmanager
+def compute_threads(n: int):
+    """torch's compute threads set to n for a block: a run compared with a worker's computes as the worker does."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- the shares of each process, without any process group -------------------------------------
@@ -266,3 +277,39 @@ def test_a_run_resumes_only_on_the_processes_it_was_trained_on(two_processes, tm
     result = resume(run_dir)  # one process, as under a torchrun of another size: the engine refuses too
     assert result.status == "failed" and "resumes only on 2, not 1" in result.reason
     assert RunFolder(run_dir).read_status()["state"] == "stopped"
+
+
+# -- LoRA on several processes ------------------------------------------------------------------------
+
+
+def test_a_lora_run_trains_on_two_processes_like_on_one(tmp_path):
+    lora = {"name": "ddp-lora", "trainable": ["fc"], "lora": ["layer4"], "lora_layers": ["conv"], "epochs": 2}
+    folder = tmp_path / "two"
+    folder.mkdir()
+    write_catalog(folder, **lora)
+    weights = folder / "weights"
+    weights.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    proc = subprocess.run(
+        [*command, str(REPO / "tests" / "ddp_worker.py"), str(weights), "run", "ddp-lora"],
+        cwd=folder,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run] = list_runs(folder / "checkpoints")
+    rank0, rank1 = load_file(weights / "rank0.safetensors"), load_file(weights / "rank1.safetensors")
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "the processes' weights differ"
+    saved = load_file(run.path / "last.safetensors")  # a LoRA checkpoint: the updates and the head only
+    assert saved and all(".lora_" in k or k.startswith("fc.") for k in saved)
+    assert all(torch.equal(rank0[k], v) for k, v in saved.items())
+
+    with compute_threads(1):
+        alone = train(experiment_from_dict({**DDP, **lora}, where="test"), runs_root=tmp_path / "one")
+    assert alone.status == "finished", alone.reason
+    one = load_file(alone.run_dir / "last.safetensors")
+    assert one.keys() == saved.keys()
+    moved = max((one[k] - saved[k]).abs().max().item() for k in one)
+    assert moved < TOLERANCE, moved
