@@ -35,6 +35,7 @@ from pathlib import Path
 from ..engine import events as ev
 from ..engine.atomic import atomic_write_text
 from ..engine.experiment import Experiment
+from ..engine.launcher import descendants
 from ..engine.runs import INTERRUPTED, RunFolder, now_iso, process_alive, run_state
 from ..errors import EXIT_USAGE, FtuiError, RunError
 from .training_process import OUTPUT_LOG, TrainingProcess, ending_text, log_tail, stated_reason
@@ -345,13 +346,14 @@ class RunController:
 
 
 def _written_by(status: dict, pid: int) -> bool:
-    """status.json was written by process pid, or by a process of its group (a launcher's worker)."""
+    """status.json was written by process pid, or by a process of its group or below it (a launcher's worker)."""
     writer = status.get("pid")
     if status.get("host") != socket.gethostname() or not isinstance(writer, int):
         return False
     if writer == pid:
         return True
     try:
-        return process_alive(status) and os.getpgid(writer) == pid
+        # A multi-process run's rank 0 is a grandchild, in torchrun's own process group (engine/launcher.py).
+        return process_alive(status) and (os.getpgid(writer) == pid or writer in descendants(pid))
     except OSError:
         return False

@@ -145,3 +145,33 @@ async def test_enter_in_the_quit_question_cancels(app, gate):
         assert isinstance(app.screen, RunScreen) and app.is_running and app.controller.busy
         await pilot.press("q", "escape")
         assert isinstance(app.screen, RunScreen) and not app.controller.stopping
+
+
+async def test_a_two_process_run_is_launched_shown_stopped_and_leaves_no_process(tmp_path):
+    from ftui.engine.launcher import descendants
+
+    catalog = tmp_path / "two.toml"
+    catalog.write_text(
+        '[[experiment]]\nname = "two"\ndataset = "cifar10-sample"\nweights = "none"\ndevice = "cpu"\n'
+        "input_size = 16\ncifar_stem = true\nbatch_size = 8\nmax_steps_per_epoch = 2\nmax_test_images = 16\n"
+        "epochs = 200\nnproc = 2\n"
+    )
+    app = make_app(catalog, tmp_path / "checkpoints")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        live = app.screen
+        assert isinstance(live, RunScreen)
+        await wait_for(pilot, lambda: app.controller.run_dir is not None, timeout=PATIENCE)
+        run_dir = app.controller.run_dir
+        await wait_for(pilot, lambda: status_of(run_dir).get("epochs_done", 0) >= 1, timeout=PATIENCE)
+        await wait_for(pilot, lambda: "epoch 1: test acc" in log_of(live))  # live, from the run folder
+        workers = descendants(app.controller.pid)  # ftui's launcher below the child: torchrun and its 2 ranks
+        assert len(workers) >= 3 and status_of(run_dir)["pid"] in workers
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: title_of(live).endswith("· stopped"), timeout=PATIENCE)
+        app.controller.wait(PATIENCE)
+    assert status_of(run_dir)["state"] == "stopped"
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers))  # no worker left behind
