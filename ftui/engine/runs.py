@@ -173,12 +173,13 @@ def process_alive(status: dict) -> bool:
         return True
     try:
         os.kill(int(status["pid"]), 0)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError, OverflowError):  # a hand-edited pid: no such process of ours
         return False
     return True
 
 
 INTERRUPTED = "interrupted"
+STATES = ("running", "finished", "stopped", "failed", INTERRUPTED)
 INTERRUPTED_REASON = "its process ended without closing the run (killed or crashed); resume it"
 
 
@@ -189,6 +190,8 @@ def run_state(status: dict) -> tuple[str, str]:
     went down) still says "running" on disk; it is "interrupted", and resumable.
     """
     state, reason = status.get("state", "?"), status.get("reason", "")
+    state = state if state in STATES else "?"  # an edited or foreign file: no state a screen would trust
+    reason = reason if isinstance(reason, str) else ""
     if state == "running" and not process_alive(status):
         return INTERRUPTED, INTERRUPTED_REASON
     return state, reason
@@ -217,17 +220,25 @@ def summarize_run(path: Path) -> RunSummary:
     folder = RunFolder(path)
     status = folder.read_status()
     state, reason = run_state(status)
+    name = folder.read_experiment().get("name")
     return RunSummary(
         path=path,
-        experiment=folder.read_experiment().get("name", path.name),
+        experiment=name if isinstance(name, str) else path.name,
         state=state,
         reason=reason,
-        best_acc=status.get("best_acc"),
-        epochs_done=int(status.get("epochs_done", 0)),
-        epochs=int(status.get("epochs", 0)),
-        seconds=status.get("seconds"),
-        started_at=status.get("started_at", ""),
+        best_acc=_number(status.get("best_acc")),
+        epochs_done=int(_number(status.get("epochs_done")) or 0),
+        epochs=int(_number(status.get("epochs")) or 0),
+        seconds=_number(status.get("seconds")),
+        started_at=status.get("started_at") if isinstance(status.get("started_at"), str) else "",
     )
+
+
+def _number(value: object) -> float | None:
+    """A number read from a status file, or None for anything else (an edited file must not stop a screen)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return value
 
 
 def list_runs(root: Path) -> list[RunSummary]:

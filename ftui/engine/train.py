@@ -28,6 +28,7 @@ from .experiment import RUN_WEIGHTS, Experiment
 from .launcher import LAUNCH_ID_ENV
 from .loop import EventSink, TrainingLoop, append_error_log
 from .runs import (
+    BEST,
     ERROR_LOG,
     EXPERIMENT,
     LAST,
@@ -211,10 +212,24 @@ def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
         raise RunError(f"{folder.path} already finished all {exp.epochs} epochs; there is nothing to resume.")
     if state == "running":
         raise RunError(f"{folder.path} is still running in process {status['pid']}; stop it before resuming.")
-    if not folder.file(LAST).exists() or not (folder.file(RESUME).exists() or folder.file(RESUME_PREVIOUS).exists()):
+    has_state = folder.file(RESUME).exists() or folder.file(RESUME_PREVIOUS).exists()
+    if not folder.file(LAST).exists() and (has_state or folder.file(BEST).exists()):
+        raise RunError(
+            f"{folder.path}: its last.safetensors is missing (deleted or moved?), and a run continues from it. "
+            f"Put it back, or start the run again with: ftui run {exp.name}"
+        )
+    if not folder.file(LAST).exists() or not has_state:
         raise RunError(
             f"{folder.path} has no completed epoch to resume from (it ended before its first checkpoint). "
             f"Start it again with: ftui run {exp.name}"
+        )
+    trained = read_checkpoint(folder.file(LAST)).experiment
+    differ = sorted(k for k in exp.to_dict() if exp.to_dict()[k] != trained.get(k))
+    if differ:
+        raise RunError(
+            f"{folder.path}: experiment.json differs from the experiment its last checkpoint was trained with "
+            f"({', '.join(differ)}); a run continues only as it began. Put experiment.json back as it was, or train "
+            "the changed experiment as a new run."
         )
 
 

@@ -1,0 +1,60 @@
+"""Run folders edited by hand or damaged: wrong-typed status fields, a missing last checkpoint, an edited experiment."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from ftui.engine import events as ev
+from ftui.engine.runs import list_runs, run_state
+from ftui.engine.train import resume, train
+
+
+@pytest.fixture
+def stopped_run(make_exp, runs_root):
+    stop = threading.Event()
+
+    def after_first_epoch(event):
+        if isinstance(event, ev.EpochEnd):
+            stop.set()
+
+    result = train(make_exp(epochs=2), after_first_epoch, stop, runs_root=runs_root)
+    assert result.status == "stopped" and result.epochs_done == 1
+    return result.run_dir
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"pid": ["x"], "state": "running"},
+        {"pid": 10**30, "state": "running"},
+        {"state": 7, "reason": {"a": 1}},
+        {"epochs_done": "two", "best_acc": "high", "seconds": None, "started_at": 5, "epochs": [2]},
+    ],
+)
+def test_wrong_typed_status_fields_never_stop_the_runs_list(stopped_run, edit):
+    status_file = stopped_run / "status.json"
+    status = json.loads(status_file.read_text())
+    status_file.write_text(json.dumps({**status, **edit}))
+    [summary] = list_runs(stopped_run.parent)
+    assert summary.state in ("stopped", "interrupted", "?")
+    assert isinstance(summary.reason, str) and isinstance(summary.epochs_done, int)
+    state, reason = run_state({**status, **edit})
+    assert isinstance(state, str) and isinstance(reason, str)
+
+
+def test_a_deleted_last_checkpoint_is_named_not_called_never_started(stopped_run):
+    (stopped_run / "last.safetensors").unlink()
+    result = resume(stopped_run)
+    assert result.status == "failed"
+    assert "last.safetensors is missing" in result.reason and "ended before its first checkpoint" not in result.reason
+
+
+def test_an_edited_experiment_json_is_refused_naming_what_changed(stopped_run):
+    path = stopped_run / "experiment.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "lr": 0.5, "epochs": 3}))
+    result = resume(stopped_run)
+    assert result.status == "failed"
+    assert "differs from the experiment its last checkpoint was trained with (epochs, lr)" in result.reason
