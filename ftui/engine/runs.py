@@ -230,8 +230,12 @@ def summarize_run(path: Path) -> RunSummary:
         epochs_done=int(_number(status.get("epochs_done")) or 0),
         epochs=int(_number(status.get("epochs")) or 0),
         seconds=_number(status.get("seconds")),
-        started_at=status.get("started_at") if isinstance(status.get("started_at"), str) else "",
+        started_at=_text(status.get("started_at")),
     )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _number(value: object) -> float | None:
