@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ftui.engine.catalog import load_catalog
+from ftui.engine.events import RunStarted, to_record
 from ftui.engine.results import (
     CSV_HEADER,
     export_results,
@@ -58,6 +59,7 @@ def make_run(
     best_acc=None,
     seconds=None,
     started_at="2025-01-01T10:00:00",
+    test_images=None,
     **exp,
 ) -> Path:
     """A run folder written by hand, as the trainer leaves it."""
@@ -73,6 +75,9 @@ def make_run(
         "epochs_done": 3 if state == "finished" else 1,
     }
     (path / "status.json").write_text(json.dumps(status))
+    if test_images is not None:
+        start = RunStarted(path, experiment, "cpu", 1, 1, (), 3, 0, 1, 8, 100, test_images)
+        (path / "metrics.jsonl").write_text(json.dumps(to_record(start)) + "\n")
     return path
 
 
@@ -87,10 +92,10 @@ def catalog(tmp_path):
 def runs(tmp_path):
     root = tmp_path / "checkpoints"
     make_run(root, "fc-1", "fc", "finished", 79.5, 100.0, "2025-01-01T10:00:00")
-    make_run(root, "fc-2", "fc", "finished", 82.25, 3725.4, "2025-01-02T10:00:00")
+    make_run(root, "fc-2", "fc", "finished", 82.25, 3725.4, "2025-01-02T10:00:00", 10_000, dataset="cifar10")
     make_run(root, "fc-3", "fc", "stopped", 99.0, 50.0, "2025-01-03T10:00:00")  # better, but not finished
     make_run(root, "fc-4", "fc", "failed", None, 5.0, "2025-01-04T10:00:00")
-    make_run(root, "fft-1", "fft", "finished", 90.0, 600.0)
+    make_run(root, "fft-1", "fft", "finished", 90.0, 600.0, test_images=1017, dataset="cifar10-sample")
     make_run(root, "fft-2", "fft", "failed", 95.0, 60.0)
     make_run(root, "nr-1", "no-reference", "finished", 50.0, 7.0)
     make_run(root, "gone-1", "gone", "finished", 70.0, 8.0, model="resnet18", input_size=32, trainable=["fc"])
@@ -157,7 +162,8 @@ def test_run_time_as_h_mm_ss():
 
 def test_summary_counts_report_rows(catalog, runs):
     rows = results_table(catalog, runs)
-    assert summary(rows) == "2 of 3 report rows measured; mean difference -1.2 points"
+    # fft was measured on the embedded sample: not comparable, so not in the mean difference
+    assert summary(rows) == "2 of 3 report rows measured, 1 on the full CIFAR-10 test set; mean difference +1.4 points"
     assert summary(results_table(catalog, [])) == "0 of 3 report rows measured"
 
 
@@ -167,11 +173,25 @@ def test_markdown(catalog, runs):
     assert lines[0].startswith("| experiment | model | input | trainable | report % | ftui % | diff |")
     assert set(lines[1]) <= set("|-")
     fc = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert fc == ["fc", "resnet18", "32x32", "fc", "80.9", "82.25", "+1.35", "1h02m", "2", "fc-2"]
+    assert fc == [
+        "fc",
+        "resnet18",
+        "32x32",
+        "fc",
+        "80.9",
+        "82.25",
+        "+1.35",
+        "1h02m",
+        "2",
+        "fc-2",
+        "cifar10, 10000 test images, 3/3 epochs, weights ?",
+    ]
     fft = [c.strip() for c in lines[3].strip("|").split("|")]
-    assert fft[4:8] == ["93.7", "90.00", "-3.70", "10m00s"]
+    assert fft[4:8] == ["93.7", "90.00†", "-3.70†", "10m00s"]  # on the sample: marked
+    assert fft[10] == "cifar10-sample, 1017 test images, 3/3 epochs, weights ?"
     unmeasured = [c.strip() for c in lines[4].strip("|").split("|")]
-    assert unmeasured[5:] == ["", "", "", "0", ""]
+    assert unmeasured[5:] == ["", "", "", "0", "", ""]
+    assert "† measured on the embedded sample or a subset of the test set" in text
     assert "gone (not in catalog)" in text
     assert "best test accuracy over the experiment's finished runs" in text
 
@@ -191,6 +211,8 @@ def test_csv_parses_back(catalog, runs):
     empty = rows["all-but-bn1"]
     assert [empty[k] for k in ("ftui_acc", "difference", "seconds", "run")] == ["", "", "", ""]
     assert rows["no-reference"]["report_acc"] == "" and rows["no-reference"]["input_size"] == "64"
+    assert (fc["dataset"], fc["test_images"], fc["epochs_done"], fc["comparable"]) == ("cifar10", "10000", "3", "True")
+    assert (rows["fft"]["dataset"], rows["fft"]["comparable"]) == ("cifar10-sample", "False")
 
 
 def test_export_writes_both_files_atomically(catalog, runs, tmp_path):

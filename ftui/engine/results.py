@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,20 @@ from ..formatting import duration
 from .atomic import atomic_write_text
 from .catalog import Catalog
 from .model_facts import describe
-from .runs import RunFolder, RunSummary
+from .runs import METRICS, RunFolder, RunSummary
 
 MARKDOWN = "results.md"
 CSV = "results.csv"
 MEASURED_NOTE = (
     "ftui % is the best test accuracy over the experiment's finished runs; "
-    "diff = ftui % - report %, in points; time is the wall-clock time of that best run."
+    "diff = ftui % - report %, in points; time is the wall-clock time of that best run; "
+    "measured on = that run's dataset, test images, epochs done of planned and starting weights."
+)
+FULL_TEST_SET = ("cifar10", 10_000)  # what the report's figures were measured on
+NOT_COMPARABLE = "†"
+NOT_COMPARABLE_NOTE = (
+    f"{NOT_COMPARABLE} measured on the embedded sample or a subset of the test set: "
+    "not comparable with the report's figure on the full CIFAR-10 test set."
 )
 CSV_HEADER = (
     "experiment",
@@ -40,7 +48,60 @@ CSV_HEADER = (
     "seconds",
     "finished_runs",
     "run",
+    "dataset",
+    "test_images",
+    "epochs_done",
+    "epochs",
+    "weights",
+    "comparable",
 )
+
+
+@dataclass(frozen=True)
+class MeasuredOn:
+    """What a measured figure was measured on: read from its run folder."""
+
+    dataset: str
+    test_images: int | None
+    epochs_done: int
+    epochs: int
+    weights: str
+
+    @property
+    def comparable(self) -> bool:
+        """Measured as the report measured: on CIFAR-10's whole test set."""
+        return (self.dataset, self.test_images) == FULL_TEST_SET
+
+    def text(self) -> str:
+        images = f"{self.test_images} test images" if self.test_images is not None else "test images unknown"
+        return f"{self.dataset}, {images}, {self.epochs_done}/{self.epochs} epochs, weights {self.weights}"
+
+
+def measured_on(run: RunSummary) -> MeasuredOn | None:
+    try:
+        exp = RunFolder(run.path).read_experiment()
+    except FtuiError:
+        return None
+    weights = str(exp.get("weights", "?"))
+    return MeasuredOn(
+        str(exp.get("dataset", "?")),
+        _test_images(run.path),
+        run.epochs_done,
+        run.epochs,
+        Path(weights).name if "/" in weights else weights,  # a file: its name says enough in a table
+    )
+
+
+def _test_images(run_dir: Path) -> int | None:
+    """How many test images the run evaluated on: its first event says (the run's start)."""
+    from .events import RunStarted, from_record
+
+    try:
+        with open(run_dir / METRICS, encoding="utf-8") as f:
+            first = from_record(json.loads(f.readline()))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return first.test_images if isinstance(first, RunStarted) else None
 
 
 @dataclass(frozen=True)
@@ -55,6 +116,11 @@ class ResultRow:
     seconds: float | None  # run time of the run that gave `measured`
     run: str  # that run's folder name
     in_catalog: bool = True
+    on: MeasuredOn | None = None  # what `measured` was measured on
+
+    @property
+    def comparable(self) -> bool:
+        return self.on is not None and self.on.comparable
 
     @property
     def note(self) -> str:
@@ -151,6 +217,7 @@ def _row(name: str, model: str, size, trains: str, reference, runs: list[RunSumm
         best.seconds if best else None,
         best.name if best else "",
         in_catalog,
+        measured_on(best) if best else None,
     )
 
 
@@ -198,10 +265,13 @@ def format_acc(value: float | None, signed: bool = False) -> str:
 
 
 def summary(rows: list[ResultRow]) -> str:
-    """One line: how much of the report is measured, and how far off on average."""
+    """One line: how much of the report is measured, and how far off on average where it compares."""
     referenced = [r for r in rows if r.reference is not None]
-    diffs = [r.difference for r in referenced if r.difference is not None]
-    text = f"{len(diffs)} of {len(referenced)} report rows measured"
+    measured_rows = [r for r in referenced if r.difference is not None]
+    text = f"{len(measured_rows)} of {len(referenced)} report rows measured"
+    diffs = [r.difference for r in measured_rows if r.comparable and r.difference is not None]
+    if len(diffs) < len(measured_rows):
+        text += f", {len(diffs)} on the full CIFAR-10 test set"
     return text + (f"; mean difference {sum(diffs) / len(diffs):+.1f} points" if diffs else "")
 
 
@@ -209,26 +279,41 @@ def _cells(row: ResultRow) -> list[str]:
     size = f"{row.input_size}x{row.input_size}" if row.input_size else ""
     name = row.experiment if row.in_catalog else f"{row.experiment} (not in catalog)"
     reference = "" if row.reference is None else f"{row.reference:.1f}"
+    mark = NOT_COMPARABLE if row.measured is not None and not row.comparable else ""
     return [
         name,
         row.model,
         size,
         row.trains,
         reference,
-        format_acc(row.measured),
-        format_acc(row.difference, signed=True),
+        format_acc(row.measured) + mark,
+        format_acc(row.difference, signed=True) + (mark if row.difference is not None else ""),
         duration(row.seconds),
         str(row.runs),
         row.run,
+        row.on.text() if row.on else "",
     ]
 
 
 def to_markdown(rows: list[ResultRow]) -> str:
-    header = ["experiment", "model", "input", "trainable", "report %", "ftui %", "diff", "time", "runs", "run"]
+    header = [
+        "experiment",
+        "model",
+        "input",
+        "trainable",
+        "report %",
+        "ftui %",
+        "diff",
+        "time",
+        "runs",
+        "run",
+        "measured on",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
-    return "\n".join(lines) + f"\n\n{summary(rows)}. {MEASURED_NOTE}\n"
+    note = f"\n\n{NOT_COMPARABLE_NOTE}" if any(r.measured is not None and not r.comparable for r in rows) else ""
+    return "\n".join(lines) + f"\n\n{summary(rows)}. {MEASURED_NOTE}{note}\n"
 
 
 def to_csv(rows: list[ResultRow]) -> str:
@@ -248,6 +333,11 @@ def to_csv(rows: list[ResultRow]) -> str:
                 r.seconds,
                 r.runs,
                 r.run,
+                *(
+                    (r.on.dataset, r.on.test_images, r.on.epochs_done, r.on.epochs, r.on.weights, r.comparable)
+                    if r.on
+                    else (None,) * 6
+                ),
             ]
         )  # csv writes None as an empty cell
     return out.getvalue()

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from ...engine.results import ResultRow, export_results, results_table, summary
+from ...engine.results import NOT_COMPARABLE, ResultRow, export_results, results_table, summary
 from ...engine.runs import list_runs
 from ...formatting import duration, shorten
 from ..footer import SteadyFooter
@@ -39,10 +39,13 @@ def _diff(row: ResultRow) -> Text:
 def _cells(row: ResultRow, trains_width: int) -> list:
     # Text, not str: cells are never read as markup. ftui's accuracy keeps 2 decimals, as measured.
     name = Text(shorten(row.experiment, NAME_WIDTH), style="" if row.in_catalog else "italic")
+    measured = _number(row.measured, ".2f")
+    if row.measured is not None and not row.comparable:
+        measured.append(NOT_COMPARABLE, style="yellow")  # not measured as the report measured
     return [
         name,
         _number(row.reference, ".1f"),
-        _number(row.measured, ".2f"),
+        measured,
         _diff(row),
         Text(duration(row.seconds), justify="right"),
         Text(str(row.runs), justify="right"),
@@ -55,14 +58,17 @@ def _cells(row: ResultRow, trains_width: int) -> list:
 def _detail(row: ResultRow) -> str:
     where = f"{row.model} at {row.input_size}x{row.input_size}" if row.input_size else row.model
     gone = "" if row.in_catalog else " (no longer in the catalog)"
-    return f"{row.experiment}{gone}: {where}, trains {row.trains or '?'}\n{row.note}"
+    on = ""
+    if row.on is not None:
+        on = f"\non {row.on.text()}" + ("" if row.comparable else f" {NOT_COMPARABLE} not comparable with the report")
+    return f"{row.experiment}{gone}: {where}, trains {row.trains or '?'}\n{row.note}{on}"
 
 
 class ResultsScreen(Screen):
     DEFAULT_CSS = """
     ResultsScreen #summary { height: 1; padding: 0 1; text-style: bold; text-wrap: nowrap; text-overflow: ellipsis; }
     ResultsScreen DataTable { height: 1fr; overflow-x: hidden; }
-    ResultsScreen #detail { height: 2; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    ResultsScreen #detail { height: 3; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     ResultsScreen #error-box { height: 1fr; border: thick $error; }
     ResultsScreen #error { padding: 1 2; }
     """
