@@ -132,6 +132,27 @@ async def test_x_exports_markdown_and_csv(results_app, tui_runs):
     assert "| tiny-fft | resnet18 | 32x32 | all | 93.7 | 90.25† | -3.45† | 1h02m | 1 |" in md.read_text()
 
 
+async def test_x_asks_before_replacing_an_earlier_export(results_app, tui_runs):
+    from ftui.tui.screens.confirm import ConfirmScreen
+
+    tui_runs.mkdir(parents=True, exist_ok=True)
+    md = tui_runs / "results.md"
+    md.write_text("an earlier export, edited by hand\n")
+    async with results_app.run_test(size=(80, 24)) as pilot:
+        await open_results(pilot)
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(results_app.screen, ConfirmScreen) and "results.md" in results_app.screen.question
+        await pilot.press("enter")  # the safe answer: keep it
+        await pilot.pause()
+        assert md.read_text() == "an earlier export, edited by hand\n" and not (tui_runs / "results.csv").exists()
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+    assert md.read_text().startswith("| experiment |") and (tui_runs / "results.csv").exists()
+
+
 async def test_r_rereads_the_runs_and_escape_goes_back(results_app, tui_runs):
     async with results_app.run_test(size=(80, 24)) as pilot:
         screen = await open_results(pilot)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,10 +11,11 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from ...engine.results import NOT_COMPARABLE, ResultRow, export_results, results_table, summary
+from ...engine.results import CSV, MARKDOWN, NOT_COMPARABLE, ResultRow, export_results, results_table, summary
 from ...engine.runs import list_runs
 from ...formatting import duration, shorten
 from ..footer import SteadyFooter
+from .confirm import ConfirmScreen
 
 # At 80 columns: the longest Table-1 name, and what is left for trains. Longer values are cut;
 # the line below the table spells out the highlighted row. Model and input come last: the name mostly says them.
@@ -148,6 +151,18 @@ class ResultsScreen(Screen):
         if self.app.catalog is None:
             self.notify("Nothing to export: the catalog could not be read.", severity="error")
             return
+        earlier = [p for p in (self.app.runs_root / MARKDOWN, self.app.runs_root / CSV) if p.exists()]
+        if not earlier:
+            self._export()
+            return
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(p.stat().st_mtime for p in earlier)))
+        question = (
+            f"{' and '.join(p.name for p in earlier)} in {self.app.runs_root} were exported before ({when}). "
+            "Replace them with the results as they are now?"
+        )
+        self.app.push_screen(ConfirmScreen(question, "Replace", "Keep them"), lambda ok: self._export() if ok else None)
+
+    def _export(self) -> None:
         try:
             md, table = export_results(self.rows, self.app.runs_root)
         except OSError as exc:
