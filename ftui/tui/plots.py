@@ -53,6 +53,7 @@ SMOOTHED: RGB = (80, 160, 255)
 TEST: RGB = (255, 165, 0)
 ACCURACY: RGB = (80, 200, 120)
 RESUME: RGB = (210, 90, 210)
+REFERENCE: RGB = (230, 180, 60)  # the report's accuracy
 MIN_ACCURACY_SPAN = 5.0  # points of accuracy: a half-point gain must not fill the height
 
 
@@ -132,13 +133,17 @@ class LossPlot(CurvePlot):
 
 
 class AccuracyPlot(CurvePlot):
-    """Test accuracy per epoch."""
+    """Test accuracy per epoch, with the report's accuracy for the experiment as a line when it has one."""
 
-    def show(self, history: RunHistory) -> None:
+    def show(self, history: RunHistory, reference: float | None = None) -> None:
         plt = self.plt
-        self.begin("test accuracy %", history, [])
+        legend = [(f"-- report {reference:.1f}", REFERENCE)] if reference is not None else []
+        self.begin("test accuracy %", history, legend)
+        accuracies = [e.test_acc for e in history.epochs]
+        if reference is not None:
+            plt.hline(reference, REFERENCE)
         if history.epochs:
-            accuracies = [e.test_acc for e in history.epochs]
             plt.plot([e.epoch + 1 for e in history.epochs], accuracies, color=ACCURACY, marker="dot")
-            plt.ylim(*accuracy_range(accuracies))
+        if accuracies or reference is not None:
+            plt.ylim(*accuracy_range(accuracies + ([reference] if reference is not None else [])))
         self.refresh()

@@ -1,5 +1,7 @@
 """The run screen's loss plot stays readable when one loss dwarfs the rest."""
 
+import re
+
 from rich.style import Style
 from textual.app import App
 
@@ -102,7 +104,7 @@ def epoch(number: int, acc: float) -> dict:
     return {"type": "epoch", "epoch": number, "train_loss": 1.9, "test_loss": 2.0, "test_acc": acc}
 
 
-async def drawn(plot_class, history: RunHistory):
+async def drawn(plot_class, history: RunHistory, **options):
     """The plot's Text as drawn for history."""
 
     class One(App):
@@ -111,7 +113,7 @@ async def drawn(plot_class, history: RunHistory):
 
     async with One().run_test(size=(50, 20)) as pilot:
         plot = pilot.app.query_one(plot_class)
-        plot.show(history)
+        plot.show(history, **options)
         await pilot.pause()
         return plot.render()
 
@@ -148,3 +150,15 @@ async def test_the_legend_is_in_the_title_line_keyed_by_colour_and_resumes_are_m
     assert any(c is not None and tuple(c.get_truecolor()) == SMOOTHED for c in colours)
     assert "┴" in next(line for line in rest if "└" in line)  # the resume's vertical mark meets the x axis
     assert "│resume" in (await drawn(AccuracyPlot, history)).plain.splitlines()[0]
+
+
+async def test_the_reports_accuracy_is_a_line_on_the_accuracy_plot():
+    history = history_of([START, step(0), epoch(0, 40.0), step(4), epoch(1, 50.0)])
+    text = await drawn(AccuracyPlot, history, reference=80.9)
+    title, *rest = text.plain.splitlines()
+    assert "report 80.9" in title
+    values = [float(m) for m in re.findall(r"^\s*(\d+\.\d+)┤", text.plain, re.M)]
+    assert max(values) >= 80.9 > 50.0 >= min(values)  # the axis reaches the line, whatever the run's accuracy
+    assert any(line.count("─") > 20 for line in rest if "└" not in line)  # the horizontal line itself
+    plain = (await drawn(AccuracyPlot, history)).plain
+    assert "report" not in plain  # an experiment without reference_acc: no line

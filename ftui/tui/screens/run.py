@@ -61,6 +61,7 @@ class RunScreen(Screen):
         self.offered_stop = True  # what the footer showed last: "s Stop run" until the run is seen not running
         self.logged_interruption = False
         self.shown_failure_of = 0  # the launch (controller.launches) whose "could not start" is shown
+        self._reference_of: tuple[Path | None, float | None] = (None, None)  # (run folder, its reference_acc)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,7 +100,7 @@ class RunScreen(Screen):
             self.history.feed(events)
             self._log_events(events)
             self.query_one(LossPlot).show(self.history)
-            self.query_one(AccuracyPlot).show(self.history)
+            self.query_one(AccuracyPlot).show(self.history, self._reference())
             self.redraws += 1
         self._show_progress()
 
@@ -121,6 +122,19 @@ class RunScreen(Screen):
             self.history, self.shown_end, self.logged_interruption = RunHistory(), False, False
             self.query_one(RichLog).clear()
             self.query_one(ProgressBar).display = True
+
+    def _reference(self) -> float | None:
+        """The report's accuracy for the run's experiment, as its run folder recorded the experiment."""
+        if self.run_dir is None:
+            return None
+        if self._reference_of[0] != self.run_dir:
+            try:
+                value = RunFolder(self.run_dir).read_experiment().get("reference_acc")
+            except RunError:
+                value = None
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            self._reference_of = (self.run_dir, float(value) if ok else None)
+        return self._reference_of[1]
 
     def _read_status(self) -> dict:
         if self.run_dir is None or not (self.run_dir / STATUS).exists():
