@@ -220,3 +220,18 @@ class Experiment:
 
 SETTINGS: dict[str, Setting] = settings_of(Experiment)
 FIELD_NAMES = tuple(SETTINGS)
+
+
+# Keys that name or describe an experiment rather than say how it trains.
+_LABELS = ("name", "description", "reference_acc")
+
+
+def differing_settings(experiments: list[dict]) -> dict[str, list[object]]:
+    """The settings whose values differ between these experiments (as stored in run folders), each
+    with every experiment's value in order: what changed between two ablation rows."""
+    keys = [k for k in FIELD_NAMES if k not in _LABELS]
+    return {
+        key: [e.get(key) for e in experiments]
+        for key in keys
+        if any(e.get(key) != experiments[0].get(key) for e in experiments[1:])
+    }

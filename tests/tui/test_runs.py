@@ -421,3 +421,28 @@ async def test_the_footer_offers_stop_only_while_the_run_shown_is_running(tmp_pa
             assert ("stop" in keys) is offered, (path.name, keys)
             await pilot.press("escape")
             await pilot.pause()
+
+
+async def test_compare_names_the_settings_that_differ(app, tui_runs):
+    paths = [
+        fake_run(tui_runs, "tiny-20260101-000000", "finished", [40.0, 50.0]),
+        fake_run(tui_runs, "tiny-20260102-000000", "finished", [45.0, 55.0]),
+    ]
+    changes = ({"lr": 0.01, "trainable": ["fc"]}, {"lr": 0.001, "trainable": ["layer4", "fc"]})
+    for path, extra in zip(paths, changes, strict=True):
+        stored = json.loads((path / "experiment.json").read_text())
+        (path / "experiment.json").write_text(json.dumps({**stored, **extra, "description": f"run {path.name}"}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(CompareScreen(paths))
+        await pilot.pause()
+        differs = text_of(app.screen, "#differs")
+    # in the catalog's order of settings, each run's value in its colour; description is not a setting that trains
+    assert differs.splitlines() == ['trainable  ["fc"]  ["layer4", "fc"]', "lr         0.01  0.001"]
+
+
+def test_differing_settings_leave_names_out():
+    from ftui.engine.experiment import differing_settings
+
+    same = {"name": "a", "lr": 0.1, "epochs": 3}
+    assert differing_settings([same, {**same, "name": "b", "description": "x"}]) == {}
+    assert differing_settings([same, {**same, "epochs": 5}, same]) == {"epochs": [3, 5, 3]}

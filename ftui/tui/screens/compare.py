@@ -12,9 +12,12 @@ from textual.screen import Screen
 from textual.widgets import Header, Static
 from textual_plotext import PlotextPlot
 
+from ...engine.experiment import differing_settings
 from ...engine.history import RunHistory
 from ...engine.runs import METRICS, RunFolder, summarize_run
+from ...engine.schema import toml_value
 from ...errors import FtuiError
+from ...formatting import shorten, visible
 from ..footer import SteadyFooter
 from ..plots import downsample
 
@@ -47,6 +50,7 @@ class CompareScreen(Screen):
     DEFAULT_CSS = """
     CompareScreen #plots { height: 1fr; min-height: 8; }
     CompareScreen #legend { height: auto; max-height: 8; padding: 0 1; border-top: solid $primary; }
+    CompareScreen #differs { height: auto; max-height: 8; padding: 0 1; border-top: solid $primary; }
     """
     BINDINGS = [Binding("escape", "back", "Back")]
 
@@ -56,6 +60,7 @@ class CompareScreen(Screen):
         self.histories: list[RunHistory] = []
         self.states: list[str] = []
         self.stamps: list[tuple] = []
+        self.experiments: list[dict] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -63,6 +68,7 @@ class CompareScreen(Screen):
             yield PlotextPlot(id="accuracy")
             yield PlotextPlot(id="loss")
         yield Static(id="legend")
+        yield Static(id="differs")
         yield SteadyFooter()
 
     def on_mount(self) -> None:
@@ -88,8 +94,12 @@ class CompareScreen(Screen):
 
     def _load(self) -> None:
         self.stamps = self._stamp()
-        self.histories, self.states = [], []
+        self.histories, self.states, self.experiments = [], [], []
         for path in self.paths:
+            try:
+                self.experiments.append(RunFolder(path).read_experiment())
+            except FtuiError:
+                self.experiments.append({})
             history = RunHistory()
             history.feed(RunFolder(path).read_events())
             self.histories.append(history)
@@ -110,6 +120,7 @@ class CompareScreen(Screen):
         self._draw_accuracy(self.query_one("#accuracy", PlotextPlot))
         self._draw_loss(self.query_one("#loss", PlotextPlot))
         self.query_one("#legend", Static).update(self._legend())
+        self.query_one("#differs", Static).update(self._differs())
 
     def _draw_accuracy(self, plot: PlotextPlot) -> None:
         plt = plot.plt
@@ -149,6 +160,20 @@ class CompareScreen(Screen):
             text.append(path.name, style="bold")
             best = f"best {h.best_acc:.2f}%" if h.best_acc is not None else "no epoch yet"
             text.append(f"  {best} · {len(h.epochs)}/{h.total_epochs or '?'} epochs · {state}", style="dim")
+        return text
+
+    def _differs(self) -> Text:
+        """The experiment settings that differ between the runs, each run's value in its colour."""
+        differs = differing_settings(self.experiments)
+        if not differs:
+            return Text("the runs' experiments do not differ in any setting", style="dim")
+        text = Text()
+        width = max(len(k) for k in differs) + 2
+        for n, (key, values) in enumerate(differs.items()):
+            text.append(("\n" if n else "") + key.ljust(width), style="bold")
+            for i, value in enumerate(values):
+                shown = "-" if value is None else toml_value(value)
+                text.append(("  " if i else "") + visible(shorten(shown, 24)), style="rgb({},{},{})".format(*_color(i)))
         return text
 
     def action_back(self) -> None:
