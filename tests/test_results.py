@@ -240,3 +240,18 @@ def test_the_shipped_catalog_has_table_1():
     assert table_1 == TABLE_1
     assert by_name(rows)["resnet18-fft-lr"].trains == "all but bn1"
     assert summary(rows) == "0 of 18 report rows measured"
+
+
+def test_variants_are_listed_under_their_origin_with_what_they_change(tmp_path):
+    path = tmp_path / "experiments.toml"
+    path.write_text(
+        CATALOG
+        + '\n[[experiment]]\nname = "fc-lr"\norigin = "fc"\ntrainable = ["fc"]\nlr = 0.001\n'
+        + '\n[[experiment]]\nname = "orphan-variant"\norigin = "removed"\n'
+    )
+    rows = results_table(load_catalog(path), [])
+    assert [r.experiment for r in rows] == ["fc", "fc-lr", "fft", "all-but-bn1", "no-reference", "orphan-variant"]
+    variant = rows[1]
+    assert (variant.origin, variant.changes, variant.reference) == ("fc", "lr 0.01 → 0.001", None)
+    assert rows[-1].origin == ""  # its origin is gone from the catalog: an ordinary row
+    assert "| ↳ fc-lr (variant of fc: lr 0.01 → 0.001) |" in to_markdown(rows)

@@ -62,6 +62,11 @@ class Experiment:
         metadata=declare("names the run folders", pattern=_NAME, values="letters, digits, `.`, `_`, `-` (≤ 64)")
     )
     description: str = setting("", "one line shown in lists")
+    origin: str = setting(
+        "",
+        "the experiment this one was saved from in the editor: Results shows it under that one, with what differs",
+        values="an experiment's name",
+    )
     reference_acc: float | None = setting(
         None, "the report's test accuracy (percent), for comparison", range=Range(0, 100)
     )
@@ -223,7 +228,7 @@ FIELD_NAMES = tuple(SETTINGS)
 
 
 # Keys that name or describe an experiment rather than say how it trains.
-_LABELS = ("name", "description", "reference_acc")
+_LABELS = ("name", "description", "origin", "reference_acc")
 
 
 def differing_settings(experiments: list[dict]) -> dict[str, list[object]]:
@@ -235,3 +240,11 @@ def differing_settings(experiments: list[dict]) -> dict[str, list[object]]:
         for key in keys
         if any(e.get(key) != experiments[0].get(key) for e in experiments[1:])
     }
+
+
+def describe_changes(base: dict, variant: dict) -> str:
+    """What a variant changes of its base, in a line: "lr 0.01 → 0.001, epochs 20 → 5"."""
+    from .schema import toml_value
+
+    changes = differing_settings([base, variant])
+    return ", ".join(f"{k} {toml_value(a)} → {toml_value(b)}" for k, (a, b) in changes.items())

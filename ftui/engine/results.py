@@ -14,13 +14,14 @@ import csv
 import io
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import FtuiError
 from ..formatting import duration
 from .atomic import atomic_write_text
 from .catalog import Catalog
+from .experiment import describe_changes
 from .model_facts import describe
 from .runs import METRICS, RunFolder, RunSummary
 
@@ -117,6 +118,8 @@ class ResultRow:
     run: str  # that run's folder name
     in_catalog: bool = True
     on: MeasuredOn | None = None  # what `measured` was measured on
+    origin: str = ""  # a variant saved from the editor: the experiment it came from (its row is just above)
+    changes: str = ""  # and what it changes of that experiment
 
     @property
     def comparable(self) -> bool:
@@ -239,18 +242,30 @@ def _orphan_row(name: str, runs: list[RunSummary]) -> ResultRow | None:
 
 
 def results_table(catalog: Catalog, runs: list[RunSummary]) -> list[ResultRow]:
+    """A row per catalog experiment, each variant right under the experiment it was saved from; then the
+    runs of experiments no longer in the catalog."""
     by_name = by_experiment(runs)
-    rows = [
-        _row(
-            e.name,
-            e.model,
-            e.input_size,
-            short_trainable(e.model, e.cifar_stem, e.trainable, e.lora),
-            e.reference_acc,
-            by_name.get(e.name, []),
-        )
-        for e in catalog.experiments
-    ]
+    entries = {e.name: e for e in catalog.experiments}
+    variants: dict[str, list] = defaultdict(list)
+    for e in catalog.experiments:
+        if e.origin in entries and e.origin != e.name:
+            variants[e.origin].append(e)
+    rows = []
+    for e in catalog.experiments:
+        if e.origin in entries and e.origin != e.name:
+            continue  # listed under its origin
+        for exp in (e, *variants[e.name]):
+            row = _row(
+                exp.name,
+                exp.model,
+                exp.input_size,
+                short_trainable(exp.model, exp.cifar_stem, exp.trainable, exp.lora),
+                exp.reference_acc,
+                by_name.get(exp.name, []),
+            )
+            if exp is not e:
+                row = replace(row, origin=e.name, changes=describe_changes(e.to_dict(), exp.to_dict()))
+            rows.append(row)
     orphans = (_orphan_row(name, by_name[name]) for name in sorted(set(by_name) - set(catalog.names)))
     return rows + [row for row in orphans if row is not None]
 
@@ -278,6 +293,8 @@ def summary(rows: list[ResultRow]) -> str:
 def _cells(row: ResultRow) -> list[str]:
     size = f"{row.input_size}x{row.input_size}" if row.input_size else ""
     name = row.experiment if row.in_catalog else f"{row.experiment} (not in catalog)"
+    if row.origin:
+        name = f"↳ {name} (variant of {row.origin}: {row.changes or 'no change'})"
     reference = "" if row.reference is None else f"{row.reference:.1f}"
     mark = NOT_COMPARABLE if row.measured is not None and not row.comparable else ""
     return [

@@ -165,6 +165,23 @@ async def test_save_as_a_new_catalog_entry_keeps_comments(app, tui_catalog):
     assert text.startswith(before) and "# a tiny catalog for the TUI tests" in text
     saved = load_catalog(tui_catalog).get("tiny-head")
     assert saved.trainable == ("fc",) and saved.unit_lr == {"fc": 0.002} and saved.epochs == 2
+    assert saved.origin == "tiny" and saved.description.startswith("variant of tiny: trainable ")
+
+
+async def test_a_saved_variant_does_not_take_its_origins_reference_accuracy(app, tui_catalog):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "enter")  # tiny-fc, which has the report's 80.9
+        screen = app.screen
+        assert screen.experiment.reference_acc == 80.9
+        screen.query_one("#set-epochs", Input).focus()
+        await type_into(pilot, "5")
+        screen.query_one(UnitTable).focus()
+        await pilot.press("s")
+        await type_into(pilot, "tiny-fc-5")
+    saved = load_catalog(tui_catalog).get("tiny-fc-5")
+    assert saved.reference_acc is None and saved.origin == "tiny-fc"
+    assert saved.description == "variant of tiny-fc: epochs 3 → 5"
 
 
 async def test_launch_hands_the_edited_experiment_to_the_app(app, monkeypatch):

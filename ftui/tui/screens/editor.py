@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from ...engine.catalog import experiment_from_dict, save_experiment
-from ...engine.experiment import SETTINGS, Experiment, UnitMode
+from ...engine.experiment import SETTINGS, Experiment, UnitMode, describe_changes
 from ...engine.model_facts import ModelInfo, describe
 from ...errors import FtuiError
 from ...formatting import param_count, share
@@ -226,8 +226,18 @@ class EditorScreen(Screen):
         base = self._exp.name
         return next(f"{base}-{i}" for i in range(2, 10_000) if f"{base}-{i}" not in taken)
 
+    def _variant(self, name: str) -> Experiment:
+        """The edited experiment as a new entry: it names the entry it came from and does not take that
+        recipe's reference accuracy (the report measured the other recipe)."""
+        origin = self.original.origin or self.original.name
+        exp = dataclasses.replace(self._exp, name=name, origin=origin, reference_acc=None)
+        if exp.description == self.original.description:
+            changes = describe_changes(self.original.to_dict(), exp.to_dict())
+            exp = dataclasses.replace(exp, description=f"variant of {origin}" + (f": {changes}" if changes else ""))
+        return exp
+
     def _save(self, name: str, failure: str | None) -> str | None:
-        exp = dataclasses.replace(self._exp, name=name.strip())
+        exp = self._variant(name.strip())
         try:
             save_experiment(self.app.catalog_path, exp)
         except (FtuiError, OSError) as exc:

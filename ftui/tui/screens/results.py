@@ -41,7 +41,8 @@ def _diff(row: ResultRow) -> Text:
 
 def _cells(row: ResultRow, trains_width: int) -> list:
     # Text, not str: cells are never read as markup. ftui's accuracy keeps 2 decimals, as measured.
-    name = Text(shorten(row.experiment, NAME_WIDTH), style="" if row.in_catalog else "italic")
+    label = f"↳ {row.experiment}" if row.origin else row.experiment  # a variant, under its origin
+    name = Text(shorten(label, NAME_WIDTH), style="" if row.in_catalog else "italic")
     measured = _number(row.measured, ".2f")
     if row.measured is not None and not row.comparable:
         measured.append(NOT_COMPARABLE, style="yellow")  # not measured as the report measured
@@ -61,6 +62,8 @@ def _cells(row: ResultRow, trains_width: int) -> list:
 def _detail(row: ResultRow) -> str:
     where = f"{row.model} at {row.input_size}x{row.input_size}" if row.input_size else row.model
     gone = "" if row.in_catalog else " (no longer in the catalog)"
+    if row.origin:
+        gone = f" (variant of {row.origin}: {row.changes or 'no change'})"
     on = ""
     if row.on is not None:
         on = f"\non {row.on.text()}" + ("" if row.comparable else f" {NOT_COMPARABLE} not comparable with the report")
