@@ -107,3 +107,22 @@ def test_run_weights_refuse_when_there_is_no_finished_run(pretrained, tmp_path):
     assert half.status == "stopped"
     later = train(dataclasses.replace(exp, weights="run:half"), runs_root=tmp_path)
     assert later.status == "failed" and "is stopped; continue it with: ftui resume" in later.reason
+
+
+def test_weights_for_other_classes_load_all_but_the_head(tmp_path, make_exp):
+    """A network trained for 3 classes starts a 10-class run: its body is loaded, its head starts fresh
+    (this was refused before the report in miniature needed it)."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    from ftui.engine.models import build_model
+
+    torch.manual_seed(0)
+    other = torchvision.models.resnet18(num_classes=3)
+    other.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    other.maxpool = torch.nn.Identity()
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, tmp_path / "three.safetensors")
+    model = build_model(make_exp(weights=str(tmp_path / "three.safetensors")), 10)
+    assert model.fc.weight.shape == (10, 512)
+    assert torch.equal(model.layer4[1].conv2.weight, other.layer4[1].conv2.weight)
+    assert torch.equal(model.conv1.weight, other.conv1.weight)

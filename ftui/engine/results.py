@@ -150,7 +150,7 @@ def short_trainable(model: str, cifar_stem: bool, trainable, lora=()) -> str:
     if set(lora) >= others:
         adapted = "all" if not trainable else "all others"
     else:
-        adapted = ", ".join(lora) if len(lora) <= 3 else f"{lora[0]} to {lora[-1]} ({len(lora)} units)"
+        adapted = ", ".join(lora) if len(lora) <= 3 else f"{len(lora)} units"
     return f"LoRA {adapted}" if not trainable else f"{trained} + LoRA {adapted}"
 
 

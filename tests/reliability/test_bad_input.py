@@ -350,19 +350,6 @@ def _data_missing_folder(d, _):
     return imagefolder(), [str(d / "images"), "does not exist", "Set data_dir"]
 
 
-def _data_head_class_count(d, _):
-    """An ftui-style resnet18 (CIFAR stem) whose head has 3 classes, for the 10 classes of CIFAR-10."""
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=3)
-    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    model.maxpool = torch.nn.Identity()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, d / "three-classes.safetensors")
-    return 'weights = "three-classes.safetensors"\n', [
-        "three-classes.safetensors",
-        "fc.weight is (3, 512) in the file, (10, 512) in the model",
-    ]
-
-
 def _data_cifar10_offline(d, _):
     cifar = torchvision.datasets.CIFAR10
     return 'dataset = "cifar10"\ndata_dir = "cifar"\n', [
@@ -386,7 +373,6 @@ DATA_CASES = {
     "imagefolder-test-classes-differ": _data_test_classes_differ,
     "imagefolder-one-class": _data_one_class,
     "imagefolder-missing": _data_missing_folder,
-    "head-class-count-mismatch": _data_head_class_count,
     "cifar10-missing-offline": _data_cifar10_offline,
 }
 
