@@ -304,6 +304,12 @@ def _markup_safe(value: object) -> str:
     return escape(visible(str(value)))
 
 
+def cmd_queue_run(args) -> int:
+    from .queue_runner import main as run_queue
+
+    return run_queue(args.runs)
+
+
 def cmd_inspect(args) -> int:
     from .engine.checkpoints import read_checkpoint
 
@@ -445,6 +451,11 @@ def _parser() -> argparse.ArgumentParser:
     _stop_reason_file(res)
     _nproc(res, "processes to resume on: the number the run was trained on (the default)")
     res.set_defaults(func=cmd_resume)
+
+    # Hidden (no help): the workbench starts it, detached, to work through the queue (queue_runner.py).
+    qr = sub.add_parser("queue-run")
+    qr.add_argument("--runs", default=argparse.SUPPRESS)
+    qr.set_defaults(func=cmd_queue_run)
     return p
 
 

@@ -1,0 +1,138 @@
+"""`ftui queue-run --runs DIR` (hidden): work through the runs folder's queue, one run at a time, then exit.
+
+The workbench starts it, detached (its own session), when the queue gets an entry and no
+runner is alive; quitting the workbench leaves it going. It trains each entry exactly as the
+workbench launches a run: the same command (`ftui run --experiment-json FILE`, `ftui resume
+RUN`) as a child process of its own session, through tui/training_process.py (which imports no
+Textual). It waits while another process trains in the same runs folder (a run launched from
+the workbench directly), so only one run uses the device at a time.
+
+A stop of the current run (s on its run screen: SIGTERM to its process) ends that run only; the
+runner goes on with the next entry. Pausing the queue (the queue screen's p) lets the current
+run finish and starts nothing more; the runner then exits, and unpausing starts a new one.
+SIGTERM or SIGINT to the runner stops its current run after its step and ends the runner,
+leaving the rest of the queue as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .engine.atomic import atomic_write_text
+from .engine.queue import RESUME, RUNNER_LOG, QueueEntry, RunnerLock, RunQueue, runner_pid
+from .engine.runs import RunFolder, list_runs, now_iso
+from .errors import RunError
+from .tui.training_process import OUTPUT_LOG, TrainingProcess, child_environment, ending_text, training_command
+
+LAUNCH_DIR = ".launch"  # the workbench's hand-over folder (tui/run_controller.py), shared
+WAIT_SECONDS = 1.0  # how often a waiting runner looks again (another run training, its child running)
+
+
+def start_runner(runs_root: Path) -> int | None:
+    """Start a detached runner for runs_root unless one is alive; its pid, or None if one was running."""
+    if runner_pid(runs_root) is not None:
+        return None
+    runs_root.mkdir(parents=True, exist_ok=True)
+    with open(runs_root / RUNNER_LOG, "ab") as log:
+        process = subprocess.Popen(
+            training_command(["queue-run", "--runs", str(runs_root)]),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # like a training process: the terminal's hang-up never reaches it
+            env=child_environment(),
+        )
+    return process.pid
+
+
+class QueueRunner:
+    def __init__(self, runs_root: Path):
+        self.root = Path(runs_root)
+        self.queue = RunQueue(self.root)
+        self.lock = RunnerLock(self.root)
+        self.ending = threading.Event()  # SIGTERM/SIGINT to the runner
+        self.child = None
+
+    def run(self) -> int:
+        if not self.lock.acquire():
+            print(f"{now_iso()} another runner works through {self.root}'s queue; this one exits.")
+            return 0
+        try:
+            while not self.ending.is_set():
+                self._wait_for_device()
+                entry = self.queue.take_next(on_empty=self.lock.release)
+                if entry is None:
+                    return 0
+                self._run(entry)
+            return 0
+        finally:
+            self.lock.release()
+
+    def stop(self, *_args) -> None:
+        """The runner was asked to end: its current run stops after its step; the queue stays."""
+        self.ending.set()
+        if self.child is not None:
+            self.child.signal(signal.SIGTERM)
+
+    def _wait_for_device(self) -> None:
+        """While a run trains in this folder outside the queue, start nothing (one run per device)."""
+        while not self.ending.is_set() and any(r.state == "running" for r in list_runs(self.root)):
+            self.ending.wait(WAIT_SECONDS)
+
+    def _run(self, entry: QueueEntry) -> None:
+        launch = self.root / LAUNCH_DIR
+        launch.mkdir(parents=True, exist_ok=True)
+        stem = launch / f"queue-{entry.name}-{entry.id}"
+        handover = [stem.with_suffix(".json"), stem.with_suffix(".stop")]
+        if entry.kind == RESUME:
+            args = ["resume", str(entry.run_dir)]
+        else:
+            atomic_write_text(handover[0], json.dumps(entry.experiment, indent=2) + "\n")
+            args = ["run", "--experiment-json", str(handover[0]), "--runs", str(self.root)]
+        print(f"{now_iso()} starting {entry.kind} {entry.name} ({entry.id})", flush=True)
+        before = {p.name for p in self.root.iterdir()}
+        log = Path(str(entry.run_dir)) / OUTPUT_LOG if entry.kind == RESUME else stem.with_suffix(".log")
+        try:
+            self.child = TrainingProcess([*args, "--stop-reason-file", str(handover[1])], log)
+            self.queue.set_pid(entry.id, self.child.pid)
+            while self.child.wait(WAIT_SECONDS) is None:
+                pass
+            print(f"{now_iso()} {entry.name} {ending_text(self.child.returncode or 0)}", flush=True)
+            if entry.kind != RESUME:
+                self._keep_log(log, before, self.child.pid)
+        except OSError as exc:
+            print(f"{now_iso()} {entry.name} could not be started: {exc}", flush=True)
+        finally:
+            self.child = None
+            self.queue.done(entry.id)
+            for path in handover:
+                path.unlink(missing_ok=True)
+
+
+    def _keep_log(self, log: Path, before: set[str], pid: int) -> None:
+        """The child's log into the run folder it made (as the workbench does); where it is if it made none."""
+        for name in sorted({p.name for p in self.root.iterdir()} - before):
+            try:
+                writer = RunFolder(self.root / name).read_status().get("pid")
+            except RunError:
+                continue
+            if writer == pid:
+                os.replace(log, self.root / name / OUTPUT_LOG)
+                return
+
+
+def main(runs_root: str) -> int:
+    runner = QueueRunner(Path(runs_root))
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    print(f"{now_iso()} queue runner {os.getpid()} for {runs_root}", flush=True)
+    code = runner.run()
+    sys.stdout.flush()
+    return code
