@@ -114,7 +114,6 @@ class QueueRunner:
             for path in handover:
                 path.unlink(missing_ok=True)
 
-
     def _keep_log(self, log: Path, before: set[str], pid: int) -> None:
         """The child's log into the run folder it made (as the workbench does); where it is if it made none."""
         for name in sorted({p.name for p in self.root.iterdir()} - before):

@@ -87,13 +87,12 @@ def test_a_damaged_file_is_reported_then_set_aside(queue, text):
 
 def test_changes_wait_for_the_lock_and_none_is_lost(queue):
     queue.add_runs([{"name": "first"}])
-    lock = open(queue.root / QUEUE_LOCK, "a")
-    fcntl.flock(lock, fcntl.LOCK_EX)  # another process is in the middle of a change
     adder = threading.Thread(target=lambda: queue.add_runs([{"name": "second"}]))
-    adder.start()
-    adder.join(0.5)
-    assert adder.is_alive() and names(queue) == ["first"]
-    lock.close()
+    with open(queue.root / QUEUE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process is in the middle of a change
+        adder.start()
+        adder.join(0.5)
+        assert adder.is_alive() and names(queue) == ["first"]
     adder.join(30)
     assert names(queue) == ["first", "second"]
 

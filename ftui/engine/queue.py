@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from ..errors import FtuiError
 from .atomic import atomic_write_text
@@ -247,12 +247,12 @@ class RunnerLock:
 
     def __init__(self, runs_root: Path):
         self.path = Path(runs_root) / RUNNER_LOCK
-        self._file = None
+        self._file: TextIO | None = None
 
     def acquire(self) -> bool:
         """True if this process is now the runner; False if another one is."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the runner's whole life
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
