@@ -1,0 +1,87 @@
+"""The queue runner with no UI: `ftui queue-run` trains the queued runs in order, one at a time, to their end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ftui.engine.queue import RunQueue, runner_pid
+from ftui.engine.runs import RunFolder, list_runs
+from ftui.queue_runner import start_runner
+from ftui.tui.training_process import child_environment, training_command
+from tests.conftest import TINY
+
+
+def tiny(name: str, epochs: int = 1) -> dict:
+    from ftui.engine.catalog import experiment_from_dict
+
+    return experiment_from_dict(
+        {**TINY, "name": name, "epochs": epochs, "max_steps_per_epoch": 1}, where="test"
+    ).to_dict()
+
+
+def runner(runs) -> subprocess.Popen:
+    """The runner in the foreground, as start_runner starts it (this ftui first on its path, the test hooks kept)."""
+    return subprocess.Popen(training_command(["queue-run", "--runs", str(runs)]), env=child_environment())
+
+
+def states(runs) -> list[tuple[str, str]]:
+    """(experiment, state) of each run, oldest first."""
+    return [(r.experiment, r.state) for r in reversed(list_runs(runs))]
+
+
+def until(condition, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "waited too long"
+        time.sleep(0.1)
+
+
+def test_three_queued_runs_train_in_order_to_their_end(tmp_path):
+    runs = tmp_path / "checkpoints"
+    RunQueue(runs).add_runs([tiny("a"), tiny("b"), tiny("c")])
+    assert runner(runs).wait(600) == 0
+    assert states(runs) == [("a", "finished"), ("b", "finished"), ("c", "finished")]
+    assert RunQueue(runs).read().entries == [] and runner_pid(runs) is None
+    for run in list_runs(runs):  # each run's output is in its folder, as for a run the workbench launched
+        assert "epoch" in (run.path / "output.log").read_text()
+    assert not list((runs / ".launch").iterdir())  # nothing of the hand-over is left
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["goes-on", "queue-paused"])
+def test_a_stop_of_the_current_run_ends_only_it_unless_the_queue_is_paused(tmp_path, gate, paused):
+    runs = tmp_path / "checkpoints"
+    queue = RunQueue(runs)
+    queue.add_runs([tiny("a", epochs=2), tiny("b"), tiny("c")])
+    process = runner(runs)
+    until(lambda: gate.paused or process.poll() is not None)  # a has saved its first epoch
+    assert process.poll() is None, "the runner ended before its first run's first epoch"
+    [current] = [e for e in queue.read().entries if e.current]
+    assert current.name == "a" and current.pid == int((gate.folder / "paused").read_text())
+    if paused:
+        queue.set_paused(True)
+    os.kill(current.pid, signal.SIGTERM)  # what s on its run screen does
+    gate.open()
+    assert process.wait(600) == 0
+    if paused:
+        assert states(runs) == [("a", "stopped")]
+        assert [e.name for e in queue.read().entries] == ["b", "c"]
+    else:
+        assert states(runs) == [("a", "stopped"), ("b", "finished"), ("c", "finished")]
+        assert queue.read().entries == []
+    assert "SIGTERM" in RunFolder(list_runs(runs)[-1].path).read_status()["reason"]
+
+
+def test_the_workbench_starts_one_detached_runner_only(tmp_path):
+    runs = tmp_path / "checkpoints"
+    RunQueue(runs).add_runs([tiny("a")])
+    pid = start_runner(runs)
+    assert pid is not None and os.getsid(pid) == pid  # a session of its own: the UI's terminal never reaches it
+    until(lambda: runner_pid(runs) is not None or not RunQueue(runs).read().entries)
+    assert start_runner(runs) is None or not RunQueue(runs).read().entries
+    until(lambda: runner_pid(runs) is None)
+    assert states(runs) == [("a", "finished")]
