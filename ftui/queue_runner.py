@@ -26,9 +26,16 @@ from pathlib import Path
 
 from .engine.atomic import atomic_write_text
 from .engine.queue import RESUME, RUNNER_LOG, QueueEntry, RunnerLock, RunQueue, runner_pid
-from .engine.runs import RunFolder, list_runs, now_iso
-from .errors import RunError
-from .tui.training_process import OUTPUT_LOG, TrainingProcess, child_environment, ending_text, training_command
+from .engine.runs import INTERRUPTED, RunFolder, list_runs, now_iso, run_state
+from .errors import EXIT_USAGE, RunError
+from .tui.training_process import (
+    OUTPUT_LOG,
+    TrainingProcess,
+    child_environment,
+    ending_text,
+    stated_reason,
+    training_command,
+)
 
 LAUNCH_DIR = ".launch"  # the workbench's hand-over folder (tui/run_controller.py), shared
 WAIT_SECONDS = 1.0  # how often a waiting runner looks again (another run training, its child running)
@@ -91,39 +98,63 @@ class QueueRunner:
         stem = launch / f"queue-{entry.name}-{entry.id}"
         handover = [stem.with_suffix(".json"), stem.with_suffix(".stop")]
         if entry.kind == RESUME:
-            args = ["resume", str(entry.run_dir)]
+            args, run_dir = ["resume", str(entry.run_dir)], Path(str(entry.run_dir))
         else:
             atomic_write_text(handover[0], json.dumps(entry.experiment, indent=2) + "\n")
-            args = ["run", "--experiment-json", str(handover[0]), "--runs", str(self.root)]
+            args, run_dir = ["run", "--experiment-json", str(handover[0]), "--runs", str(self.root)], None
         print(f"{now_iso()} starting {entry.kind} {entry.name} ({entry.id})", flush=True)
         before = {p.name for p in self.root.iterdir()}
-        log = Path(str(entry.run_dir)) / OUTPUT_LOG if entry.kind == RESUME else stem.with_suffix(".log")
+        log = run_dir / OUTPUT_LOG if run_dir is not None else stem.with_suffix(".log")
+        outcome = "could not be started"
         try:
             self.child = TrainingProcess([*args, "--stop-reason-file", str(handover[1])], log)
             self.queue.set_pid(entry.id, self.child.pid)
             while self.child.wait(WAIT_SECONDS) is None:
                 pass
-            print(f"{now_iso()} {entry.name} {ending_text(self.child.returncode or 0)}", flush=True)
-            if entry.kind != RESUME:
-                self._keep_log(log, before, self.child.pid)
+            code = self.child.returncode or 0
+            print(f"{now_iso()} {entry.name} {ending_text(code)}", flush=True)
+            run_dir = run_dir or self._made_by(before, self.child.pid)
+            if run_dir is not None and log.parent != run_dir:
+                os.replace(log, log := run_dir / OUTPUT_LOG)  # beside the run, as for a run the workbench launched
+            outcome = _outcome(run_dir if code != EXIT_USAGE else None, log, code)
         except OSError as exc:
-            print(f"{now_iso()} {entry.name} could not be started: {exc}", flush=True)
+            outcome = f"could not be started: {exc}"
         finally:
             self.child = None
-            self.queue.done(entry.id)
+            print(f"{now_iso()} {entry.name}: {outcome}", flush=True)
+            self.queue.done(entry.id, outcome, run_dir)
             for path in handover:
                 path.unlink(missing_ok=True)
 
-    def _keep_log(self, log: Path, before: set[str], pid: int) -> None:
-        """The child's log into the run folder it made (as the workbench does); where it is if it made none."""
+    def _made_by(self, before: set[str], pid: int) -> Path | None:
+        """The run folder the child made: new since it started, its status written by it."""
         for name in sorted({p.name for p in self.root.iterdir()} - before):
             try:
                 writer = RunFolder(self.root / name).read_status().get("pid")
             except RunError:
                 continue
             if writer == pid:
-                os.replace(log, self.root / name / OUTPUT_LOG)
-                return
+                return self.root / name
+        return None
+
+
+def _outcome(run_dir: Path | None, log: Path, code: int) -> str:
+    """How an entry ended, in the words of its run folder; one that never trained says why (its log kept)."""
+    if run_dir is None:
+        said = stated_reason(log) or f"its training process {ending_text(code)} (its log: {log})"
+        return f"could not start: {said}"
+    try:
+        status = RunFolder(run_dir).read_status()
+    except RunError as exc:
+        return f"its run folder cannot be read: {exc}"
+    state, reason = run_state(status)
+    if state == INTERRUPTED:  # it says running and its process is gone: nobody else closes it
+        reason = f"its training process {ending_text(code)} without closing the run; resume it"
+        RunFolder(run_dir).write_status(INTERRUPTED, reason=reason, ended_at=now_iso())
+    if state == "finished":
+        best = status.get("best_acc")
+        return "finished" + (f", best {best:.1f}%" if isinstance(best, (int, float)) else "")
+    return f"{state} {reason}".strip()
 
 
 def main(runs_root: str) -> int:

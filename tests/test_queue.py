@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from ftui.engine.queue import QUEUE_FILE, QUEUE_LOCK, QueueError, RunnerLock, RunQueue, runner_pid
+from ftui.engine.queue import KEEP_DONE, QUEUE_FILE, QUEUE_LOCK, QueueError, RunnerLock, RunQueue, runner_pid
 
 
 def names(queue: RunQueue) -> list[str]:
@@ -59,8 +59,18 @@ def test_the_entry_training_neither_moves_nor_is_removed_nor_overtaken(queue):
         queue.move(a.id, 1)
     queue.move(b.id, -1)
     assert names(queue) == ["a", "b"]  # b stays behind the one training
-    queue.done(a.id)
+    queue.done(a.id, "finished, best 50.0%", queue.root / "a-1")
     assert names(queue) == ["b"]
+    [done] = queue.read().done  # what was run stays listed, with how it ended
+    assert (done.name, done.outcome, done.run_dir) == ("a", "finished, best 50.0%", str(queue.root / "a-1"))
+
+
+def test_only_the_last_done_entries_are_kept(queue):
+    entries = queue.add_runs([{"name": str(n)} for n in range(KEEP_DONE + 5)])
+    for entry in entries:
+        queue.take_next(on_empty=lambda: None)
+        queue.done(entry.id, "finished", None)
+    assert [d.name for d in queue.read().done] == [str(n) for n in range(5, KEEP_DONE + 5)]
 
 
 def test_a_paused_or_empty_queue_gives_nothing_and_says_so_under_the_lock(queue):
@@ -74,7 +84,9 @@ def test_a_paused_or_empty_queue_gives_nothing_and_says_so_under_the_lock(queue)
     assert queue.take_next(on_empty=lambda: None).name == "a"
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"entries": [{"kind": "nonsense"}]}', "[1, 2]", ""])
+@pytest.mark.parametrize(
+    "text", ["{not json", '{"entries": [{"kind": "nonsense"}]}', "[1, 2]", "", '{"entries": [], "done": [{"name": 1}]}']
+)
 def test_a_damaged_file_is_reported_then_set_aside(queue, text):
     queue.root.mkdir(parents=True)
     (queue.root / QUEUE_FILE).write_text(text)

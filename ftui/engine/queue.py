@@ -34,6 +34,7 @@ QUEUE_LOCK = ".queue.lock"
 RUNNER_LOCK = ".queue-runner.lock"
 RUNNER_LOG = ".queue-runner.log"
 RUN, RESUME = "run", "resume"
+KEEP_DONE = 20  # entries run to their end that the queue still lists, newest last
 
 T = TypeVar("T")
 
@@ -59,10 +60,22 @@ class QueueEntry:
 
 
 @dataclass
+class DoneEntry:
+    """An entry the runner has run: how it ended, in words, and where to look."""
+
+    name: str
+    kind: str
+    ended_at: str
+    outcome: str  # "finished: best 61.2%", "stopped by SIGTERM ...", "could not start: no data ..."
+    run_dir: str | None = None
+
+
+@dataclass
 class QueueState:
     entries: list[QueueEntry] = field(default_factory=list)
     paused: bool = False  # the runner starts no further entry
     problem: str | None = None  # why the file could not be read (then entries is empty)
+    done: list[DoneEntry] = field(default_factory=list)  # the last KEEP_DONE entries run, oldest first
 
 
 def _entry(raw: object) -> QueueEntry:
@@ -79,11 +92,21 @@ def _entry(raw: object) -> QueueEntry:
     return entry
 
 
+def _done(raw: object) -> DoneEntry:
+    texts = ("name", "kind", "ended_at", "outcome")
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in texts):
+        raise ValueError(f"not a done entry: {raw!r:.80}")
+    run_dir = raw.get("run_dir")
+    where = run_dir if isinstance(run_dir, str) else None
+    return DoneEntry(raw["name"], raw["kind"], raw["ended_at"], raw["outcome"], run_dir=where)
+
+
 def _parse(text: str) -> QueueState:
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise ValueError("no list of entries")
-    return QueueState([_entry(e) for e in data["entries"]], paused=bool(data.get("paused", False)))
+    done = [_done(d) for d in data.get("done", [])]
+    return QueueState([_entry(e) for e in data["entries"]], paused=bool(data.get("paused", False)), done=done)
 
 
 class RunQueue:
@@ -121,7 +144,11 @@ class RunQueue:
             if state.problem is not None and self.path.exists():
                 os.replace(self.path, self.path.with_name(self.path.name + ".damaged"))  # kept for a person to read
             yield state
-            data = {"paused": state.paused, "entries": [asdict(e) for e in state.entries]}
+            data = {
+                "paused": state.paused,
+                "entries": [asdict(e) for e in state.entries],
+                "done": [asdict(d) for d in state.done[-KEEP_DONE:]],
+            }
             atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
 
     def change(self, edit: Callable[[QueueState], T]) -> T:
@@ -204,11 +231,14 @@ class RunQueue:
 
         self.change(mark)
 
-    def done(self, entry_id: str) -> None:
-        """The entry has been run (to whatever end): off the queue."""
+    def done(self, entry_id: str, outcome: str, run_dir: Path | None) -> None:
+        """The entry has been run (to whatever end): off the queue, into its list of what was run."""
 
         def drop(state: QueueState) -> None:
-            state.entries[:] = [e for e in state.entries if e.id != entry_id]
+            for entry in [e for e in state.entries if e.id == entry_id]:
+                state.entries.remove(entry)
+                where = str(run_dir) if run_dir is not None else None
+                state.done.append(DoneEntry(entry.name, entry.kind, now_iso(), outcome, where))
 
         self.change(drop)
 

@@ -16,6 +16,7 @@ from textual.screen import ModalScreen, Screen
 
 from ..engine.catalog import Catalog, load_catalog
 from ..engine.experiment import Experiment
+from ..engine.queue import QueueError, RunQueue, runner_pid
 from ..engine.runs import RunFolder, list_runs
 from ..errors import FtuiError
 from .run_controller import ENGINE, RunController
@@ -41,7 +42,7 @@ class FtuiApp(App):
         self.controller = RunController(self.runs_root)
         self.catalog: Catalog | None = None
         self.catalog_error: str | None = None
-        self.queued: Experiment | None = None
+        self.queue = RunQueue(self.runs_root)  # a file: it and its runner outlive this UI
         self.stopped_run_on_exit = False  # the run of this session was stopped by quitting
         self.left_training = False  # quit with "leave it training": the run goes on after the UI
         # Run in the loading thread once torch and the engine are imported (workbench.py freezes the GC there).
@@ -70,7 +71,7 @@ class FtuiApp(App):
         from .screens.catalog import CatalogScreen
 
         self.push_screen(CatalogScreen())
-        self.set_interval(0.5, self._start_queued)
+        self.set_interval(0.5, self.kick_queue)
         # Called once the catalog screen is painted and idle: its first frame never waits for torch.
         self.call_after_refresh(self._load_engine)
 
@@ -85,10 +86,9 @@ class FtuiApp(App):
     # -- runs ----------------------------------------------------------------
 
     def launch(self, exp: Experiment) -> None:
-        """Start a run, unless the device is taken: then ask to queue it (never fight for it)."""
-        if self.controller.training:
-            question = f"{self.controller.experiment} is training. Queue {exp.name} to start when it ends?"
-            self.push_screen(ConfirmScreen(question, "Queue", "Cancel"), lambda ok: self._queue(exp) if ok else None)
+        """Start a run; while one trains (here or the queue's), queue it instead: never fight for the device."""
+        if self.controller.busy or runner_pid(self.runs_root) is not None:
+            self.enqueue([exp])
             return
         elsewhere = [r for r in list_runs(self.runs_root) if r.state == "running"]
         if elsewhere:
@@ -103,22 +103,55 @@ class FtuiApp(App):
             return
         self._start(exp)
 
-    def _queue(self, exp: Experiment) -> None:
-        self.queued = exp
-        self.notify(f"{exp.name} is queued; it starts when {self.controller.experiment} ends.")
-
-    def _start_queued(self) -> None:
-        if self.queued is not None and not self.controller.busy:
-            exp, self.queued = self.queued, None
-            self._start(exp)
-
     def _start(self, exp: Experiment, share_device: bool = False) -> None:
-        if self.controller.busy:  # the last run has ended and its process is exiting: start when it is gone
-            self.notify(f"{exp.name} starts in a moment, once {self.controller.experiment}'s process has exited.")
-            self.queued = exp
-            return
         self.controller.start(exp, share_device)
         self._show_new_live_run()
+
+    # -- the queue (engine/queue.py; worked through by queue_runner.py, a process of its own) ----------
+
+    def enqueue(self, experiments: list[Experiment]) -> None:
+        self.queue.add_runs([exp.to_dict() for exp in experiments])
+        names = experiments[0].name if len(experiments) == 1 else f"{len(experiments)} experiments"
+        self.notify(f"Queued {names}: the queue trains one run at a time, also after ftui has closed (u shows it).")
+        self.kick_queue()
+
+    def queue_resume(self, path: Path) -> None:
+        try:
+            self.queue.add_resume(path, RunFolder(path).read_experiment().get("name", path.name))
+        except FtuiError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"Queued the resume of {path.name} (u shows the queue).")
+        self.kick_queue()
+
+    def kick_queue(self) -> None:
+        """Start the queue's runner when it has work and this session trains nothing (the runner waits
+        for runs of other processes itself; a launch of ours still setting up has no folder to wait for)."""
+        if self.controller.busy:
+            return
+        state = self.queue.read()
+        if state.entries and not state.paused and runner_pid(self.runs_root) is None:
+            from ..queue_runner import start_runner
+
+            try:
+                start_runner(self.runs_root)
+            except OSError as exc:
+                self.notify(f"The queue's runner could not be started: {exc}.", severity="error")
+
+    def change_queue(self, change: Callable[[RunQueue], object]) -> None:
+        """A change from the queue screen; one the queue refuses (the entry started meanwhile) is said."""
+        try:
+            change(self.queue)
+        except QueueError as exc:
+            self.notify(str(exc), severity="warning")
+
+    def open_queue(self) -> None:
+        from .screens.queue import QueueScreen
+
+        self.go_to(lambda s: isinstance(s, QueueScreen), QueueScreen)
+
+    def action_open_queue(self) -> None:  # u on the screens that show the queue
+        self.open_queue()
 
     def _show_new_live_run(self) -> None:
         """One run screen per live run, installed so that going back to it is instant (no re-compose)."""
@@ -132,6 +165,9 @@ class FtuiApp(App):
         self.push_screen(LIVE_RUN)
 
     def resume_run(self, path: Path) -> None:
+        if runner_pid(self.runs_root) is not None:
+            self.notify("The queue is training: a queues the resume after it.", severity="warning")
+            return
         if self.controller.busy:
             what = "is training" if self.controller.training else "has ended and its process is exiting"
             self.notify(f"{self.controller.experiment} {what}; resume when it is gone.", severity="warning")
@@ -216,8 +252,9 @@ class FtuiApp(App):
             f"Leaving it: it trains on to its end after ftui has closed (also after the terminal or SSH session "
             f"has), in {where}; `ftui` shows it again, live."
         )
-        if self.queued is not None:
-            question += f" {self.queued.name} is queued and is not started either way."
+        waiting = len(self.queue.read().entries)
+        if waiting:
+            question += f" The queue ({waiting}) goes on either way, one run after another; `ftui` shows it again."
         return question + (f" Your edits to {edits} are not saved." if edits else "")
 
     def _quit_answered(self, choice: str | None) -> None:
@@ -243,6 +280,7 @@ class FtuiApp(App):
         yield SystemCommand("Runs and checkpoints", "All runs on disk, their checkpoints and curves", self.open_runs)
         yield SystemCommand("Results", "The report's Table 1 beside ftui's measured accuracies", self.open_results)
         yield SystemCommand("Live run", "The run started in this session", self.open_live_run)
+        yield SystemCommand("Queue", "The runs waiting to train, one after another", self.open_queue)
         yield SystemCommand("Reload catalog", f"Read {self.catalog_path} again", self._reload_and_refresh)
 
     def _reload_and_refresh(self) -> None:

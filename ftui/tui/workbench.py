@@ -93,17 +93,36 @@ def run(app: FtuiApp, headless: bool = False) -> int:
 def _see_the_run_out(app: FtuiApp) -> None:
     """A run in progress when the UI closed: that it goes on (left training), or, stopped, how it ended."""
     controller = app.controller
-    if app.queued is not None:
-        _say(f"{app.queued.name} was queued and has not been started.")
     if controller.training and not app.stopped_run_on_exit:
         _say_it_goes_on(controller)
+    elif app.stopped_run_on_exit or app.left_training:
+        if controller.training:
+            _say(f"Stopping {controller.experiment} after its current step…")
+        controller.wait()
+        _say_how_it_ended(controller)
+    _hand_the_queue_over(app)
+
+
+def _hand_the_queue_over(app: FtuiApp) -> None:
+    """The queue goes on after the UI: its runner (started now if need be) waits for a run left training."""
+    from ..engine.queue import RunQueue, runner_pid
+    from ..queue_runner import start_runner
+
+    state = RunQueue(app.runs_root).read()
+    if not state.entries:
         return
-    if not (app.stopped_run_on_exit or app.left_training):
-        return  # no run, or it ended while the UI was open: its screen said how
-    if controller.training:
-        _say(f"Stopping {controller.experiment} after its current step…")
-    controller.wait()
-    _say_how_it_ended(controller)
+    if state.paused:
+        _say(f"The queue holds {len(state.entries)} runs and is paused; `ftui` shows it (u), p continues it.")
+        return
+    try:
+        pid = start_runner(app.runs_root) or runner_pid(app.runs_root)
+    except OSError as exc:
+        _say(f"The queue's runner could not be started ({exc}); `ftui` starts it again.")
+        return
+    _say(
+        f"The queue goes on: {len(state.entries)} runs, one after another, in the queue runner's own process "
+        f"({pid}); `ftui` shows it again (u)."
+    )
 
 
 def _say_it_goes_on(controller) -> None:

@@ -59,6 +59,25 @@ def app(tui_catalog, tui_runs):
     yield app
     app.controller.request_stop("by the test")
     app.controller.wait(60)
+    stop_queue_runner(tui_runs)
+
+
+def stop_queue_runner(runs: Path) -> None:
+    """A queue runner a test started stops its run and ends (the queue stays as it is)."""
+    import signal
+    import time
+
+    from ftui.engine.queue import RunQueue, runner_pid
+
+    if not runs.exists():
+        return
+    RunQueue(runs).set_paused(True)
+    pid = runner_pid(runs)
+    if pid is not None and pid > 0:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        while runner_pid(runs) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, RichLog, Static
 
+from ftui.engine.queue import runner_pid
 from ftui.tui.app import make_app
 from ftui.tui.screens.catalog import CatalogScreen
 from ftui.tui.screens.confirm import ConfirmScreen
@@ -179,16 +180,17 @@ async def test_stop_asks_then_stops_within_a_step(app):
         assert status["reason"].startswith("from the workbench after ")
 
 
-async def test_a_second_launch_asks_to_queue(app):
+async def test_a_second_launch_is_queued(app):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         app.launch(dataclasses.replace(app.catalog.get("tiny-fc"), epochs=500))
         await pilot.pause()
         await pilot.press("escape")  # back to the catalog while it trains
         await pilot.press("l")
-        assert isinstance(app.screen, ConfirmScreen) and "Queue" in str(app.screen.query_one("#yes").label)
-        await pilot.press("y")
-        assert app.queued is not None and app.queued.name == "tiny"
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert [e.name for e in app.queue.read().entries] == ["tiny"]
+        assert runner_pid(app.runs_root) is None  # it starts once this session's run has ended
+        app.queue.set_paused(True)  # the test ends here: nothing of the queue trains
         app.controller.request_stop("by the test")
 
 

@@ -162,6 +162,8 @@ async def test_a_run_that_has_ended_but_whose_process_is_exiting_is_not_asked_ab
         await wait_for(pilot, lambda: controller.run_dir is not None and (controller.run_dir / "ready").exists())
         assert app.controller.busy and not app.controller.training
         await pilot.press("escape", "down", "l")  # another launch: not "queue it after a run that trains"
-        assert not isinstance(app.screen, ConfirmScreen) and app.queued.name == "tiny-fc"  # starts once it is gone
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert [e.name for e in app.queue.read().entries] == ["tiny-fc"]  # the queue starts it once it is gone
+        app.queue.set_paused(True)  # the test ends here: nothing of the queue trains
         await pilot.press("q")
         assert exits == [True]  # no question: nothing is training

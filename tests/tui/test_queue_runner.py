@@ -46,7 +46,10 @@ def test_three_queued_runs_train_in_order_to_their_end(tmp_path):
     RunQueue(runs).add_runs([tiny("a"), tiny("b"), tiny("c")])
     assert runner(runs).wait(600) == 0
     assert states(runs) == [("a", "finished"), ("b", "finished"), ("c", "finished")]
-    assert RunQueue(runs).read().entries == [] and runner_pid(runs) is None
+    queue = RunQueue(runs).read()
+    assert queue.entries == [] and runner_pid(runs) is None
+    assert [(d.name, d.outcome.split(",")[0]) for d in queue.done] == [(n, "finished") for n in "abc"]
+    assert [d.run_dir for d in queue.done] == [str(r.path) for r in reversed(list_runs(runs))]
     for run in list_runs(runs):  # each run's output is in its folder, as for a run the workbench launched
         assert "epoch" in (run.path / "output.log").read_text()
     assert not list((runs / ".launch").iterdir())  # nothing of the hand-over is left
@@ -67,6 +70,7 @@ def test_a_stop_of_the_current_run_ends_only_it_unless_the_queue_is_paused(tmp_p
     os.kill(current.pid, signal.SIGTERM)  # what s on its run screen does
     gate.open()
     assert process.wait(600) == 0
+    assert queue.read().done[0].outcome.startswith("stopped by SIGTERM")
     if paused:
         assert states(runs) == [("a", "stopped")]
         assert [e.name for e in queue.read().entries] == ["b", "c"]
@@ -85,3 +89,12 @@ def test_the_workbench_starts_one_detached_runner_only(tmp_path):
     assert start_runner(runs) is None or not RunQueue(runs).read().entries
     until(lambda: runner_pid(runs) is None)
     assert states(runs) == [("a", "finished")]
+
+
+def test_an_entry_that_cannot_start_says_why_and_the_queue_goes_on(tmp_path):
+    runs = tmp_path / "checkpoints"
+    RunQueue(runs).add_runs([{**tiny("a"), "dataset": "no-such-dataset"}, tiny("b")])
+    assert runner(runs).wait(600) == 0
+    first, second = RunQueue(runs).read().done
+    assert first.outcome.startswith("could not start: ") and "no-such-dataset" in first.outcome
+    assert first.run_dir is None and second.outcome.startswith("finished")

@@ -42,7 +42,7 @@ def test_what_is_printed_after_quitting_matches_what_was_saved(tmp_path, monkeyp
     controller = SimpleNamespace(
         experiment="long", busy=False, training=False, run_dir=folder, result=result, failure=None, wait=lambda: None
     )
-    app = SimpleNamespace(controller=controller, stopped_run_on_exit=True, left_training=False, queued=None)
+    app = SimpleNamespace(controller=controller, stopped_run_on_exit=True, left_training=False, runs_root=tmp_path)
     workbench._see_the_run_out(app)
     text = " ".join(said)
     assert (f"ftui resume {folder}" in text) is resumable

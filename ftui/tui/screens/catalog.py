@@ -12,6 +12,8 @@ from ...engine.results import Measured, measured, measured_by_experiment, short_
 from ...engine.runs import list_runs
 from ...formatting import shorten
 from ..footer import SteadyFooter
+from ..widgets.queue_list import QueueList
+from .confirm import ConfirmScreen
 
 TRAINS_WIDTH = 18  # keeps the table inside 80 columns
 
@@ -25,6 +27,10 @@ class CatalogScreen(Screen):
     BINDINGS = [
         Binding("enter", "edit", "Edit", priority=True),
         Binding("l", "launch", "Launch"),
+        Binding("space", "mark", "Mark", show=False),
+        Binding("a", "queue", "Queue"),
+        Binding("R", "queue_report", "Queue report", show=False),
+        Binding("u", "app.open_queue", "Queue list", show=False),
         Binding("r", "runs", "Runs"),
         Binding("t", "results", "Results"),
         Binding("v", "live", "Live run"),
@@ -35,13 +41,15 @@ class CatalogScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.measured: dict[str, Measured] = {}  # per experiment, read with the runs on each refresh
+        self.marked: set[str] = set()  # experiments marked (space) to queue together (a)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(cursor_type="row", zebra_stripes=True, id="experiments")
+        yield QueueList()
         yield Static(id="description", markup=False)
         yield Static(id="error", markup=False)
-        yield SteadyFooter()
+        yield SteadyFooter(compact=True)  # eight keys and the palette fit in 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -84,18 +92,29 @@ class CatalogScreen(Screen):
         row = table.cursor_row
         table.clear()
         for exp in catalog.experiments:
-            table.add_row(*self._cells(exp, best.get(exp.name)), key=exp.name)
+            table.add_row(*self._cells(exp, best.get(exp.name), exp.name in self.marked), key=exp.name)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
         self._describe()
 
     @staticmethod
-    def _cells(exp, accuracy: float | None) -> list:
+    def _cells(exp, accuracy: float | None, marked: bool = False) -> list:
         trains = short_trainable(exp.model, exp.cifar_stem, exp.trainable, exp.lora)
         size = f"{exp.input_size}" + ("c" if exp.cifar_stem else "")
         trains = shorten(trains, TRAINS_WIDTH)  # the description line below spells it out
         ref = f"{exp.reference_acc:.1f}" if exp.reference_acc is not None else "-"
-        return [exp.name, size, trains, str(exp.epochs), ref, CatalogScreen._measured_cell(accuracy)]
+        return [
+            CatalogScreen._name_cell(exp.name, marked),
+            size,
+            trains,
+            str(exp.epochs),
+            ref,
+            CatalogScreen._measured_cell(accuracy),
+        ]
+
+    @staticmethod
+    def _name_cell(name: str, marked: bool) -> Text:
+        return Text(f"* {name}", style="bold reverse") if marked else Text(name)
 
     @staticmethod
     def _measured_cell(accuracy: float | None) -> Text:
@@ -155,3 +174,44 @@ class CatalogScreen(Screen):
         self.refresh_catalog()
         if self.app.catalog is not None:
             self.notify(f"Read {len(self.app.catalog.experiments)} experiments from {self.app.catalog_path}.")
+
+    # -- queueing (engine/queue.py) --------------------------------------------------------
+
+    def action_mark(self) -> None:
+        exp = self._selected()
+        if exp is None:
+            return
+        self.marked ^= {exp.name}
+        self.query_one(DataTable).update_cell(
+            exp.name, "experiment", self._name_cell(exp.name, exp.name in self.marked)
+        )
+        self.query_one(DataTable).action_cursor_down()  # marking a run of rows is space, space, space
+
+    def action_queue(self) -> None:
+        """Queue the marked experiments, in the catalog's order; none marked: the highlighted one."""
+        catalog = self.app.catalog
+        if catalog is None:
+            return
+        chosen = [e for e in catalog.experiments if e.name in self.marked] or [e for e in [self._selected()] if e]
+        if chosen:
+            self.app.enqueue(chosen)
+            self._unmark()
+
+    def action_queue_report(self) -> None:
+        """Every experiment with the report's accuracy (the whole Table 1), after a question: it is hours."""
+        catalog = self.app.catalog
+        report = [e for e in catalog.experiments if e.reference_acc is not None] if catalog else []
+        if not report:
+            self.notify("No experiment of the catalog has a reference_acc (the report's figure) to queue.")
+            return
+        question = f"Queue the {len(report)} experiments of the report ({', '.join(e.name for e in report)})?"
+        self.app.push_screen(
+            ConfirmScreen(question, f"Queue {len(report)}", "Cancel"),
+            lambda ok: self.app.enqueue(report) if ok else None,
+        )
+
+    def _unmark(self) -> None:
+        table = self.query_one(DataTable)
+        for name in self.marked:
+            table.update_cell(name, "experiment", self._name_cell(name, False))
+        self.marked.clear()

@@ -27,6 +27,7 @@ from ...errors import RunError
 from ...formatting import duration, param_count, share
 from ..footer import SteadyFooter
 from ..plots import AccuracyPlot, LossPlot
+from ..widgets.queue_list import QueueList
 from .confirm import ConfirmScreen
 
 REFRESH_SECONDS = 0.25
@@ -46,6 +47,7 @@ class RunScreen(Screen):
         Binding("s", "stop", "Stop run"),
         Binding("escape", "back", "Back"),
         Binding("r", "runs", "Runs"),
+        Binding("u", "app.open_queue", "Queue"),
     ]
 
     def __init__(self, run_dir: Path | None = None, live: bool = False):
@@ -72,6 +74,7 @@ class RunScreen(Screen):
             yield LossPlot()
             yield AccuracyPlot()
         yield RichLog(wrap=True, markup=False, max_lines=500)
+        yield QueueList()
         yield SteadyFooter()
 
     def on_mount(self) -> None:

@@ -74,6 +74,7 @@ class RunsScreen(Screen):
         Binding("i", "inspect", "Inspect"),
         Binding("e", "evaluate", "Eval"),
         Binding("r", "resume", "Resume"),
+        Binding("a", "resume(True)", "Queue resume"),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("escape", "back", "Back"),
@@ -244,7 +245,8 @@ class RunsScreen(Screen):
             self.evaluations.pop(run_dir, None)
         self._describe()
 
-    def action_resume(self) -> None:
+    def action_resume(self, queue: bool = False) -> None:
+        """Resume the selected run now, or (a) add its resume to the queue."""
         run = self._selected()
         if run is None:
             return
@@ -260,7 +262,10 @@ class RunsScreen(Screen):
             )
         else:
             try:
-                self.app.resume_run(run.path)
+                if queue:
+                    self.app.queue_resume(run.path)
+                else:
+                    self.app.resume_run(run.path)
             except FtuiError as exc:
                 self.notify(str(exc), title="Cannot resume", severity="error")
 

@@ -1,0 +1,116 @@
+"""The queue in the workbench: marking and queueing in the catalog, the report at once, the queue screen,
+a resume queued from the runs screen, and the compact list on the catalog and the run screen."""
+
+from __future__ import annotations
+
+import json
+
+from textual.widgets import DataTable
+
+from ftui.engine.queue import runner_pid
+from ftui.tui.screens.catalog import CatalogScreen
+from ftui.tui.screens.confirm import ConfirmScreen
+from ftui.tui.screens.queue import QueueScreen
+from ftui.tui.screens.run import RunScreen
+from ftui.tui.screens.runs import RunsScreen
+from ftui.tui.widgets.queue_list import QueueList
+
+
+def queued(app) -> list[str]:
+    return [e.name for e in app.queue.read().entries]
+
+
+def shown(screen) -> str:
+    widget = screen.query_one(QueueList)
+    return widget.shown if widget.display else ""
+
+
+async def test_marked_rows_are_queued_together_in_catalog_order(app):
+    app.queue.set_paused(True)  # nothing trains in this test: the runner is not started for a paused queue
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        catalog = app.screen
+        assert shown(catalog) == ""  # an empty queue takes no room
+        await pilot.press("down", "space")  # tiny-fc marked
+        await pilot.press("up", "space")  # then tiny
+        assert catalog.marked == {"tiny", "tiny-fc"}
+        assert str(catalog.query_one(DataTable).get_cell("tiny", "experiment")) == "* tiny"
+        await pilot.press("a")
+        assert queued(app) == ["tiny", "tiny-fc"]  # the catalog's order, not the marking's
+        assert catalog.marked == set() and str(catalog.query_one(DataTable).get_cell("tiny", "experiment")) == "tiny"
+        await pilot.press("a")  # nothing marked: the highlighted row
+        assert queued(app) == ["tiny", "tiny-fc", "tiny-fc"]
+        catalog.query_one(QueueList).update_queue()
+        assert "Queue: 3" in shown(catalog) and "1. tiny - paused" in shown(catalog)
+        assert runner_pid(app.runs_root) is None
+
+
+async def test_the_report_is_queued_with_one_key_after_a_question(app):
+    app.queue.set_paused(True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen) and "tiny-fc" in app.screen.question
+        await pilot.press("n")
+        assert queued(app) == []
+        await pilot.press("R", "y")
+        assert queued(app) == ["tiny-fc"]  # the one experiment with a reference_acc
+
+
+async def test_the_queue_screen_reorders_removes_and_pauses(app):
+    app.queue.add_runs([{"name": n} for n in ("a", "b", "c")])
+    app.queue.set_paused(True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("u")
+        assert isinstance(app.screen, QueueScreen)
+        await pilot.press("right_square_bracket")  # a one down; the cursor goes with it
+        assert queued(app) == ["b", "a", "c"]
+        await pilot.press("shift+down")
+        assert queued(app) == ["b", "c", "a"]
+        await pilot.press("x")
+        assert queued(app) == ["b", "c"]
+        await pilot.press("left_square_bracket")  # the cursor is on the last row now: c
+        assert queued(app) == ["c", "b"]
+        await pilot.press("p")
+        assert not app.queue.read().paused
+        await pilot.press("p")  # paused again before anything trains (the app is not left running)
+        assert app.queue.read().paused
+        await pilot.press("escape")
+        assert isinstance(app.screen, CatalogScreen)
+
+
+async def test_the_entry_training_cannot_be_removed_and_the_screen_says_why(app):
+    app.queue.add_runs([{"name": "a"}, {"name": "b"}])
+    app.queue.take_next(on_empty=lambda: None)  # as the runner does: a is training
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("u", "x")
+        assert queued(app) == ["a", "b"]
+        assert any("stop it on its run screen" in str(n.message) for n in app._notifications)
+
+
+async def test_a_stopped_run_is_queued_to_resume_from_the_runs_screen(app, finished_run):
+    status = json.loads((finished_run / "status.json").read_text())
+    status.update(state="stopped", epochs_done=1, reason="by the test")
+    (finished_run / "status.json").write_text(json.dumps(status))
+    app.queue.set_paused(True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.press("a")
+        [entry] = app.queue.read().entries
+        assert (entry.kind, entry.run_dir, entry.name) == ("resume", str(finished_run), "tiny")
+        await pilot.press("a")  # once only
+        assert len(app.queue.read().entries) == 1
+
+
+async def test_the_run_screen_shows_the_queue(app, finished_run):
+    app.queue.add_runs([{"name": "next-one"}])
+    app.queue.set_paused(True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.open_run(finished_run)
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen) and "1. next-one - paused" in shown(app.screen)
