@@ -71,7 +71,10 @@ class QueueScreen(Screen):
         if problem is not None:
             return problem
         if not self.entries:
-            return "The queue is empty. In the catalog: space marks experiments, a queues them, R queues the report."
+            return (
+                "The queue is empty. In the catalog, space marks experiments, a queues them, R queues the "
+                "report; on the runs screen, a queues the resume of a stopped run."
+            )
         going = f"Its runner is process {runner}." if runner is not None else "Its runner starts when nothing trains."
         if paused:
             going = "Paused: the run training goes on to its end, and nothing after it starts until p."

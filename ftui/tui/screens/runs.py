@@ -74,7 +74,7 @@ class RunsScreen(Screen):
         Binding("i", "inspect", "Inspect"),
         Binding("e", "evaluate", "Eval"),
         Binding("r", "resume", "Resume"),
-        Binding("a", "resume(True)", "Queue resume"),
+        Binding("a", "resume(True)", "Queue resume", show=False),  # the footer is full at 80 columns
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("escape", "back", "Back"),
