@@ -131,3 +131,37 @@ def test_leave_it_training_quit_close_the_terminal_reopen_and_see_it_finish(tmp_
         for term in (first, second):
             term.tmux("kill-session", "-t", term.session)
     assert "is still training" in dialog
+
+
+def test_queue_three_runs_quit_leaving_them_reopen_and_see_the_queue_progress(tmp_path):
+    from tests.tui.conftest import stop_queue_runner
+
+    (tmp_path / "experiments.toml").write_text(CATALOG)
+    gate = tmp_path / "gate"  # each run waits there after its first epoch, until the test opens it
+    gate.mkdir()
+    hooks = f"PYTHONPATH={HOOKS}:{REPO} FTUI_TEST_GATE={gate}"
+    first, second = Terminal(f"ftui-queue-{os.getpid()}"), Terminal(f"ftui-queue-again-{os.getpid()}")
+    try:
+        first.tmux("new-session", "-d", "-s", first.session, "-x", "80", "-y", "24", ftui_command(tmp_path, hooks))
+        first.wait_for("tiny-fc", "Launch")
+        first.keys("Space", "Space", "a")  # tiny and tiny-fc marked, then queued
+        first.keys("Up", "Up", "a")  # and tiny once more
+        first.wait_for("Queue: 3", "1. tiny - training", "2. tiny-fc - next", "3. tiny - waiting")
+        first.keys("q")  # nothing of this session trains: no question
+        after = "".join(first.wait_for("ftui exited 0").splitlines())
+        assert "The queue goes on: 3 runs, one after another, in the queue runner's own process" in after, after
+        first.tmux("kill-session", "-t", first.session)  # the terminal closes, as an SSH session would
+
+        second.tmux("new-session", "-d", "-s", second.session, "-x", "80", "-y", "24", ftui_command(tmp_path))
+        second.wait_for("tiny-fc", "Launch", "Queue: 3", "1. tiny - training")
+        (gate / "go").touch()
+        second.wait_for("Queue: 2 · last: tiny finished", "1. tiny-fc - training")
+        second.keys("u")
+        screen = second.wait_for("added/ended", "The queue is empty")  # all three have run: how each ended
+        done = [line.split()[1] for line in screen.splitlines() if "finished, best" in line]
+        assert done == ["tiny", "tiny-fc", "tiny"] and "Traceback" not in screen, screen  # newest first
+    finally:
+        (gate / "go").touch()
+        for term in (first, second):
+            term.tmux("kill-session", "-t", term.session)
+        stop_queue_runner(tmp_path / "checkpoints")
