@@ -11,9 +11,11 @@ from ftui.engine.queue import runner_pid
 from ftui.tui.screens.catalog import CatalogScreen
 from ftui.tui.screens.confirm import ConfirmScreen
 from ftui.tui.screens.queue import QueueScreen
+from ftui.tui.screens.quit import QuitScreen
 from ftui.tui.screens.run import RunScreen
 from ftui.tui.screens.runs import RunsScreen
 from ftui.tui.widgets.queue_list import QueueList
+from tests.tui.test_catalog_and_run import wait_for
 
 
 def queued(app) -> list[str]:
@@ -114,3 +116,21 @@ async def test_the_run_screen_shows_the_queue(app, finished_run):
         app.open_run(finished_run)
         await pilot.pause()
         assert isinstance(app.screen, RunScreen) and "1. next-one - paused" in shown(app.screen)
+
+
+async def test_a_launch_while_a_run_trains_joins_the_queue_and_quitting_says_the_queue_goes_on(app, stand_in):
+    stand_in("sleeps")  # this session's run trains as long as the test needs
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.controller.start(app.catalog.get("tiny"))
+        await wait_for(pilot, lambda: app.controller.training and app.controller.run_dir is not None)
+        await pilot.press("down", "l")  # tiny-fc: no question, it joins the queue
+        assert not isinstance(app.screen, ConfirmScreen) and queued(app) == ["tiny-fc"]
+        app.screen.query_one(QueueList).update_queue()
+        assert "1. tiny-fc - next" in shown(app.screen)
+        assert runner_pid(app.runs_root) is None  # it waits for this session's run to end
+        app.queue.set_paused(True)  # (the test ends before anything of the queue trains)
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitScreen)
+        assert "The queue (1) goes on either way" in app.screen.question
+        await pilot.press("escape")
