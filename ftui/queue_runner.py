@@ -65,6 +65,7 @@ class QueueRunner:
         self.lock = RunnerLock(self.root)
         self.ending = threading.Event()  # SIGTERM/SIGINT to the runner
         self.child = None
+        self.stop_file: Path | None = None  # the current run's --stop-reason-file
 
     def run(self) -> int:
         if not self.lock.acquire():
@@ -85,6 +86,11 @@ class QueueRunner:
         """The runner was asked to end: its current run stops after its step; the queue stays."""
         self.ending.set()
         if self.child is not None:
+            try:
+                if self.stop_file is not None:
+                    atomic_write_text(self.stop_file, "because the queue runner was stopped")
+            except OSError:
+                pass  # then the run says it was stopped "by SIGTERM": still true
             self.child.signal(signal.SIGTERM)
 
     def _wait_for_device(self) -> None:
@@ -97,6 +103,7 @@ class QueueRunner:
         launch.mkdir(parents=True, exist_ok=True)
         stem = launch / f"queue-{entry.name}-{entry.id}"
         handover = [stem.with_suffix(".json"), stem.with_suffix(".stop")]
+        self.stop_file = handover[1]
         if entry.kind == RESUME:
             args, run_dir = ["resume", str(entry.run_dir)], Path(str(entry.run_dir))
         else:

@@ -98,3 +98,17 @@ def test_an_entry_that_cannot_start_says_why_and_the_queue_goes_on(tmp_path):
     first, second = RunQueue(runs).read().done
     assert first.outcome.startswith("could not start: ") and "no-such-dataset" in first.outcome
     assert first.run_dir is None and second.outcome.startswith("finished")
+
+
+def test_stopping_the_runner_stops_its_run_and_leaves_the_rest_queued(tmp_path, gate):
+    runs = tmp_path / "checkpoints"
+    queue = RunQueue(runs)
+    queue.add_runs([tiny("a", epochs=2), tiny("b")])
+    process = runner(runs)
+    until(lambda: gate.paused or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)
+    gate.open()
+    assert process.wait(600) == 0
+    assert states(runs) == [("a", "stopped")]
+    assert queue.read().done[0].outcome == "stopped because the queue runner was stopped after 1 of 2 epochs"
+    assert [e.name for e in queue.read().entries] == ["b"] and runner_pid(runs) is None
