@@ -198,13 +198,16 @@ class FtuiApp(App):
         self.go_to(lambda s: isinstance(s, RunScreen) and s.run_dir == path, lambda: RunScreen(run_dir=path))
 
     def open_live_run(self) -> None:
-        """This session's run; else a run going in another process (one left training by an earlier ftui)."""
-        if self.is_screen_installed(LIVE_RUN):
+        """This session's run while it goes; else a run going in another process (the queue's, or one left
+        training by an earlier ftui); else this session's last run."""
+        if self.is_screen_installed(LIVE_RUN) and self.controller.busy:
             self.go_to(lambda s: s is self.get_screen(LIVE_RUN), lambda: LIVE_RUN)
             return
         running = [r for r in list_runs(self.runs_root) if r.state == "running"]
         if running:
             self.open_run(running[0].path)
+        elif self.is_screen_installed(LIVE_RUN):
+            self.go_to(lambda s: s is self.get_screen(LIVE_RUN), lambda: LIVE_RUN)
         else:
             self.notify("No run is training: launch one with l, or see past runs with r.")
 

@@ -134,3 +134,27 @@ async def test_a_launch_while_a_run_trains_joins_the_queue_and_quitting_says_the
         assert isinstance(app.screen, QuitScreen)
         assert "The queue (1) goes on either way" in app.screen.question
         await pilot.press("escape")
+
+
+async def test_v_shows_the_queues_run_once_this_sessions_run_has_ended(app, stand_in, tui_runs):
+    import socket
+    import subprocess
+    import sys
+
+    stand_in("dies")  # this session's run ends at once
+    other = tui_runs / "queued-20260101-000001"  # a run the queue's runner trains, in another process
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("l")
+            await wait_for(pilot, lambda: app.controller.launches == 1 and not app.controller.busy)
+            other.mkdir(parents=True)
+            (other / "experiment.json").write_text(json.dumps({"name": "queued"}))
+            status = {"state": "running", "pid": process.pid, "host": socket.gethostname(), "epochs": 2}
+            (other / "status.json").write_text(json.dumps(status))
+            await pilot.press("escape", "v")
+            assert isinstance(app.screen, RunScreen) and app.screen.run_dir == other
+    finally:
+        process.kill()
+        process.wait()
