@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..errors import FtuiError, RunError
 from . import events as ev
 from .checkpoints import checkpoint_state, save_model_checkpoint, save_resume_state
-from .device import autocast, describe_device, is_out_of_memory, uses_bf16
+from .device import autocast, describe_device, is_out_of_memory, memory_in_use, uses_bf16
 from .distributed import Group, PeerLost, Verdict, is_peer_failure, peer_lost
 from .evaluation import eval_batch_size, evaluate
 from .params import count_params, set_train_mode
@@ -245,7 +245,8 @@ class TrainingLoop:
         values = verdict.losses
         ips = len(values) * self.s.exp.batch_size / max(now - self.last_report_time, 1e-9)
         lr = self.s.optimizer.param_groups[0]["lr"]
-        self._publish(ev.Step(epoch, first, epoch * self.s.steps_per_epoch + first, tuple(values), lr, ips))
+        memory = memory_in_use(str(self.s.device))  # the allocator's own count: no device sync
+        self._publish(ev.Step(epoch, first, epoch * self.s.steps_per_epoch + first, tuple(values), lr, ips, memory))
         self.epoch_losses.extend(values)
         self.reported, self.last_report_time, self.next_report = step + 1, now, now + REPORT_INTERVAL
         self.next_report_step = step + verdict.next_report_in
