@@ -183,16 +183,20 @@ STATES = ("running", "finished", "stopped", "failed", INTERRUPTED)
 INTERRUPTED_REASON = "its process ended without closing the run (killed or crashed); resume it"
 
 
-def run_state(status: dict) -> tuple[str, str]:
-    """(state, reason) of a status.json: "running" only while the process that wrote it is alive.
+def run_state(status: dict, folder: Path | None = None) -> tuple[str, str]:
+    """(state, reason) of a status.json: "running" only while a process still trains into the folder.
 
     A run whose process died without closing it (killed, crashed, the machine
     went down) still says "running" on disk; it is "interrupted", and resumable.
+    With the run folder given, its lock says whether a process holds it (RunLock);
+    without it, or for a folder of an older ftui that has no lock, the writer's pid.
     """
     state, reason = status.get("state", "?"), status.get("reason", "")
     state = state if state in STATES else "?"  # an edited or foreign file: no state a screen would trust
     reason = reason if isinstance(reason, str) else ""
-    if state == "running" and not process_alive(status):
+    held = folder_locked(folder) if folder is not None else None
+    alive = held if held is not None else process_alive(status)
+    if state == "running" and not alive:
         return INTERRUPTED, INTERRUPTED_REASON
     return state, reason
 
@@ -219,7 +223,7 @@ class RunSummary:
 def summarize_run(path: Path) -> RunSummary:
     folder = RunFolder(path)
     status = folder.read_status()
-    state, reason = run_state(status)
+    state, reason = run_state(status, path)
     name = folder.read_experiment().get("name")
     return RunSummary(
         path=path,
@@ -330,6 +334,60 @@ class DeviceLock:
             return json.loads(os.pread(fd, 4096, 0) or b"{}")
         except (OSError, json.JSONDecodeError):
             return {}
+
+
+RUN_LOCK = ".run.lock"
+
+
+class RunLock:
+    """The run folder's own lock, held by the process that trains into it (rank 0) for the life of the run.
+
+    A pid alone cannot say a run is alive: after a reboot another process may have its number, and two
+    resumes started together both see a dead writer. The kernel's lock can: it is dropped when its
+    process ends, however it ends.
+    """
+
+    ATTEMPTS = 40  # 2 s: a viewer's probe (folder_locked) holds the lock for microseconds
+
+    def __init__(self, folder: Path):
+        self.path = folder / RUN_LOCK
+        self.existed = self.path.exists()  # a folder of an older ftui has none: its pid must still be asked
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        for _ in range(self.ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.05)
+                continue
+            self._fd = fd
+            return True
+        os.close(fd)
+        return False
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def folder_locked(folder: Path) -> bool | None:
+    """Whether a process holds the run folder's lock; None for a folder that has no lock file."""
+    try:
+        fd = os.open(folder / RUN_LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also drops the shared lock just taken
+    return False
 
 
 def resolve_run_weights(weights: str, root: Path) -> str:
