@@ -29,6 +29,7 @@ from .checkpoints import checkpoint_state, save_model_checkpoint, save_resume_st
 from .device import autocast, describe_device, is_out_of_memory, memory_in_use, uses_bf16
 from .distributed import Group, PeerLost, Verdict, is_peer_failure, peer_lost
 from .evaluation import eval_batch_size, evaluate
+from .experiment import UnitMode
 from .params import count_params, set_train_mode
 from .runs import BEST, ERROR_LOG, LAST, METRICS, RESUME, RESUME_PREVIOUS, DeviceLock, MetricsLog, RunFolder, now_iso
 from .setup import Setup
@@ -166,6 +167,13 @@ class TrainingLoop:
             self.warnings.append(
                 f'precision = "bf16", but {self.s.device} has no native bf16 kernels (AVX512-BF16 or AMX), '
                 "where bf16 is slower than float32: this run trains in float32."
+            )
+        unused = [u for u in exp.unit_lr if exp.mode_of(u) is UnitMode.FROZEN]
+        if unused:
+            verb = "it is" if len(unused) == 1 else "they are"
+            self.warnings.append(
+                f"unit_lr sets a learning rate for {', '.join(unused)}, but {verb} frozen in this run: "
+                "the rate is not used."
             )
         for message in self.warnings:
             self._publish(ev.RunWarning(message, time=now_iso()))

@@ -316,7 +316,20 @@ def _resume(
         if lock is not None:
             lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
         start = epoch + 1
-        warnings = _reopen(folder, start) if world.main else []
+        warnings: list[str] = []
+        reopen_error = None
+        try:
+            warnings = _reopen(folder, start) if world.main else []
+        except OSError as exc:  # a read-only or full file system: said as `ftui run` says it
+            reopen_error = (
+                f"Could not write to the run folder {folder.path} ({exc.strerror or exc}). "
+                f"Make it writable (or free disk space), then resume again: ftui resume {folder.path}"
+            )
+        reopen_error = group.agree(reopen_error)  # every process stops, not only the one that writes
+        if reopen_error is not None:
+            if lock is not None:
+                lock.release()
+            return _failed_early(emit, FtuiError(reopen_error), folder.path)
         return TrainingLoop(
             setup,
             folder,
