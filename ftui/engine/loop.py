@@ -31,7 +31,19 @@ from .distributed import Group, PeerLost, Verdict, is_peer_failure, peer_lost
 from .evaluation import eval_batch_size, evaluate
 from .experiment import UnitMode
 from .params import count_params, set_train_mode
-from .runs import BEST, ERROR_LOG, LAST, METRICS, RESUME, RESUME_PREVIOUS, DeviceLock, MetricsLog, RunFolder, now_iso
+from .runs import (
+    BEST,
+    ERROR_LOG,
+    LAST,
+    METRICS,
+    RESUME,
+    RESUME_PREVIOUS,
+    DeviceLock,
+    MetricsLog,
+    RunFolder,
+    now_iso,
+    number_or_none,
+)
 from .setup import Setup
 from .stop import stop_reason
 
@@ -87,7 +99,10 @@ class TrainingLoop:
         self.losses = torch.zeros(setup.steps_per_epoch, device=setup.device)
         self.started = time.monotonic()
         # A resumed run's duration includes the time it ran before it was stopped.
-        self.prior_seconds = (folder.read_status().get("seconds") or 0.0) if start_epoch and self.main else 0.0
+        # The training time before a resume; an edited status file's "seconds" that is not a number counts none.
+        self.prior_seconds = (
+            (number_or_none(folder.read_status().get("seconds")) or 0.0) if start_epoch and self.main else 0.0
+        )
 
     # -- the run -----------------------------------------------------------
 

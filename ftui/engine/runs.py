@@ -129,11 +129,14 @@ class RunFolder:
     def _read_json(self, name: str) -> dict:
         path = self.file(name)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise RunError(f"{self.path} is not an ftui run folder: {name} is missing.") from exc
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RunError(f"{path} could not be read ({exc}).") from exc
+        if not isinstance(data, dict):  # edited or damaged: every reader expects a table of fields
+            raise RunError(f"{path} does not hold a table of fields (it was edited or damaged).")
+        return data
 
 
 class MetricsLog:
@@ -230,10 +233,10 @@ def summarize_run(path: Path) -> RunSummary:
         experiment=name if isinstance(name, str) else path.name,
         state=state,
         reason=reason,
-        best_acc=_number(status.get("best_acc")),
-        epochs_done=int(_number(status.get("epochs_done")) or 0),
-        epochs=int(_number(status.get("epochs")) or 0),
-        seconds=_number(status.get("seconds")),
+        best_acc=number_or_none(status.get("best_acc")),
+        epochs_done=int(number_or_none(status.get("epochs_done")) or 0),
+        epochs=int(number_or_none(status.get("epochs")) or 0),
+        seconds=number_or_none(status.get("seconds")),
         started_at=_text(status.get("started_at")),
     )
 
@@ -242,7 +245,7 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _number(value: object) -> float | None:
+def number_or_none(value: object) -> float | None:
     """A number read from a status file, or None for anything else (an edited file must not stop a screen)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         return None
