@@ -77,3 +77,35 @@ def test_resume_never_ends_as_an_internal_error(stopped, capsys):
         assert result.status in ("failed", "stopped", "finished"), result
         cases += 1
     assert cases >= 20
+
+
+RESUME_FIELDS = ("epoch", "param_groups", "optimizer_plain_state", "scheduler", "format")
+
+
+def test_resume_with_a_mutated_resume_state_header_never_ends_as_an_internal_error(stopped):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from tests.reliability.test_fuzz_checkpoints import NASTY
+
+    path = stopped / "resume.safetensors"
+    original = path.read_bytes()
+    with safe_open(path, framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(path)
+    (stopped / "resume.prev.safetensors").unlink(missing_ok=True)  # the mutated file is the only state
+    rng, started, cases = random.Random(99), time.monotonic(), 0
+    always_stop = threading.Event()
+    always_stop.set()
+    while cases < 60 and time.monotonic() - started < BUDGET_S:
+        field = rng.choice(RESUME_FIELDS)
+        value = rng.choice([json.dumps(random_value(rng)), rng.choice(NASTY), meta[field][: rng.randint(0, 12)]])
+        save_file(tensors, path, metadata={**meta, field: value})
+        try:
+            result = resume(stopped, stop=always_stop)
+        finally:
+            path.write_bytes(original)
+        assert result.status in ("failed", "stopped", "finished"), result
+        assert "Internal error" not in (result.reason or ""), (field, value, result.reason)
+        cases += 1
+    assert cases >= 10
