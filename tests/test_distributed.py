@@ -158,6 +158,7 @@ def test_only_rank_0_writes_and_each_step_is_logged_once(two_processes):
     runs_root = run_dir.parent
     assert [p.name for p in runs_root.iterdir() if not p.name.startswith(".device-")] == [run_dir.name]
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".run.lock",  # rank 0's: the run folder's own lock (engine/runs.py RunLock)
         "best.safetensors",
         "experiment.json",
         "last.safetensors",

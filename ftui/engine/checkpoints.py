@@ -405,9 +405,14 @@ def save_resume_state(
 
 
 def resume_epoch(path: Path) -> int:
-    """The epoch a resume-state file belongs to, from its header alone."""
+    """The epoch a resume-state file belongs to, from its header alone (-1: none it could be)."""
     meta, _ = _read_header(path)
-    return int(meta.get("epoch", -1)) if meta.get("format") == RESUME_FORMAT else -1
+    if meta.get("format") != RESUME_FORMAT:
+        return -1
+    try:
+        return _epoch(meta, path)
+    except CheckpointError:
+        return -1  # an edited epoch matches no checkpoint: resume says no state matches
 
 
 def load_resume_state(path: Path, optimizer: torch.optim.Optimizer, scheduler) -> tuple[int, dict[str, torch.Tensor]]:
@@ -416,17 +421,18 @@ def load_resume_state(path: Path, optimizer: torch.optim.Optimizer, scheduler) -
     if meta.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path} is not an ftui resume-state file.")
     tensors = load_tensors(path)
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    for idx, extra in _json_field(meta, "optimizer_plain_state", path).items():
-        state.setdefault(int(idx), {}).update(extra)
+    # Everything below reads an edited or foreign file as well as ftui's own: any mismatch is this one message.
     try:
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, idx, name = key.split(".", 2)
+                state.setdefault(int(idx), {})[name] = value
+        for idx, extra in _json_field(meta, "optimizer_plain_state", path).items():
+            state.setdefault(int(idx), {}).update(extra)
         optimizer.load_state_dict({"state": state, "param_groups": _json_field(meta, "param_groups", path)})
         scheduler.load_state_dict(_json_field(meta, "scheduler", path))
-    except (ValueError, KeyError, RuntimeError) as exc:
+    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{path} does not match this run's optimizer ({exc}).") from exc
     rng = {key[len("rng.") :]: value for key, value in tensors.items() if key.startswith("rng.")}
-    return int(meta["epoch"]), rng
+    return _epoch(meta, path), rng

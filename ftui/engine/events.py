@@ -56,6 +56,7 @@ class Step:
     losses: tuple[float, ...]  # every step's training loss since the previous report
     lr: float  # learning rate of the first trainable unit (others keep their ratio)
     images_per_sec: float  # training throughput since the previous report
+    memory: int | None = None  # bytes of accelerator memory the training process holds (None on a CPU)
 
     @property
     def last_step(self) -> int:

@@ -124,6 +124,7 @@ class RunHistory:
     global_step: int = -1
     lr: float | None = None
     images_per_sec: float | None = None
+    memory: int | None = None  # the latest report's accelerator memory of the training process
     resumes: list[int] = field(default_factory=list)  # the epoch (0-based) each resume began at
     _ema: float | None = None
 
@@ -160,7 +161,7 @@ class RunHistory:
         # Nothing of this session has trained yet: no throughput, and progress where it begins.
         self.epoch, self.step = event.start_epoch, -1
         self.global_step = event.start_epoch * event.steps_per_epoch - 1
-        self.images_per_sec = None
+        self.images_per_sec = self.memory = None
 
     def _steps(self, event: Step) -> None:
         for i, loss in enumerate(event.losses):
@@ -168,4 +169,4 @@ class RunHistory:
             self._ema = loss if self._ema is None else self.smoothing * self._ema + (1 - self.smoothing) * loss
             self.smoothed.append(event.global_step + i, self._ema)
         self.epoch, self.step, self.global_step = event.epoch, event.last_step, event.last_global_step
-        self.lr, self.images_per_sec = event.lr, event.images_per_sec
+        self.lr, self.images_per_sec, self.memory = event.lr, event.images_per_sec, event.memory

@@ -26,11 +26,24 @@ import torch.nn.functional as F
 from ..errors import FtuiError, RunError
 from . import events as ev
 from .checkpoints import checkpoint_state, save_model_checkpoint, save_resume_state
-from .device import autocast, describe_device, is_out_of_memory, uses_bf16
+from .device import autocast, describe_device, is_out_of_memory, memory_in_use, uses_bf16
 from .distributed import Group, PeerLost, Verdict, is_peer_failure, peer_lost
 from .evaluation import eval_batch_size, evaluate
+from .experiment import UnitMode
 from .params import count_params, set_train_mode
-from .runs import BEST, ERROR_LOG, LAST, METRICS, RESUME, RESUME_PREVIOUS, DeviceLock, MetricsLog, RunFolder, now_iso
+from .runs import (
+    BEST,
+    ERROR_LOG,
+    LAST,
+    METRICS,
+    RESUME,
+    RESUME_PREVIOUS,
+    DeviceLock,
+    MetricsLog,
+    RunFolder,
+    now_iso,
+    number_or_none,
+)
 from .setup import Setup
 from .stop import stop_reason
 
@@ -86,7 +99,10 @@ class TrainingLoop:
         self.losses = torch.zeros(setup.steps_per_epoch, device=setup.device)
         self.started = time.monotonic()
         # A resumed run's duration includes the time it ran before it was stopped.
-        self.prior_seconds = (folder.read_status().get("seconds") or 0.0) if start_epoch and self.main else 0.0
+        # The training time before a resume; an edited status file's "seconds" that is not a number counts none.
+        self.prior_seconds = (
+            (number_or_none(folder.read_status().get("seconds")) or 0.0) if start_epoch and self.main else 0.0
+        )
 
     # -- the run -----------------------------------------------------------
 
@@ -167,6 +183,13 @@ class TrainingLoop:
                 f'precision = "bf16", but {self.s.device} has no native bf16 kernels (AVX512-BF16 or AMX), '
                 "where bf16 is slower than float32: this run trains in float32."
             )
+        unused = [u for u in exp.unit_lr if exp.mode_of(u) is UnitMode.FROZEN]
+        if unused:
+            verb = "it is" if len(unused) == 1 else "they are"
+            self.warnings.append(
+                f"unit_lr sets a learning rate for {', '.join(unused)}, but {verb} frozen in this run: "
+                "the rate is not used."
+            )
         for message in self.warnings:
             self._publish(ev.RunWarning(message, time=now_iso()))
 
@@ -245,7 +268,8 @@ class TrainingLoop:
         values = verdict.losses
         ips = len(values) * self.s.exp.batch_size / max(now - self.last_report_time, 1e-9)
         lr = self.s.optimizer.param_groups[0]["lr"]
-        self._publish(ev.Step(epoch, first, epoch * self.s.steps_per_epoch + first, tuple(values), lr, ips))
+        memory = memory_in_use(str(self.s.device))  # the allocator's own count: no device sync
+        self._publish(ev.Step(epoch, first, epoch * self.s.steps_per_epoch + first, tuple(values), lr, ips, memory))
         self.epoch_losses.extend(values)
         self.reported, self.last_report_time, self.next_report = step + 1, now, now + REPORT_INTERVAL
         self.next_report_step = step + verdict.next_report_in

@@ -129,11 +129,14 @@ class RunFolder:
     def _read_json(self, name: str) -> dict:
         path = self.file(name)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise RunError(f"{self.path} is not an ftui run folder: {name} is missing.") from exc
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RunError(f"{path} could not be read ({exc}).") from exc
+        if not isinstance(data, dict):  # edited or damaged: every reader expects a table of fields
+            raise RunError(f"{path} does not hold a table of fields (it was edited or damaged).")
+        return data
 
 
 class MetricsLog:
@@ -183,16 +186,20 @@ STATES = ("running", "finished", "stopped", "failed", INTERRUPTED)
 INTERRUPTED_REASON = "its process ended without closing the run (killed or crashed); resume it"
 
 
-def run_state(status: dict) -> tuple[str, str]:
-    """(state, reason) of a status.json: "running" only while the process that wrote it is alive.
+def run_state(status: dict, folder: Path | None = None) -> tuple[str, str]:
+    """(state, reason) of a status.json: "running" only while a process still trains into the folder.
 
     A run whose process died without closing it (killed, crashed, the machine
     went down) still says "running" on disk; it is "interrupted", and resumable.
+    With the run folder given, its lock says whether a process holds it (RunLock);
+    without it, or for a folder of an older ftui that has no lock, the writer's pid.
     """
     state, reason = status.get("state", "?"), status.get("reason", "")
     state = state if state in STATES else "?"  # an edited or foreign file: no state a screen would trust
     reason = reason if isinstance(reason, str) else ""
-    if state == "running" and not process_alive(status):
+    held = folder_locked(folder) if folder is not None else None
+    alive = held if held is not None else process_alive(status)
+    if state == "running" and not alive:
         return INTERRUPTED, INTERRUPTED_REASON
     return state, reason
 
@@ -219,17 +226,17 @@ class RunSummary:
 def summarize_run(path: Path) -> RunSummary:
     folder = RunFolder(path)
     status = folder.read_status()
-    state, reason = run_state(status)
+    state, reason = run_state(status, path)
     name = folder.read_experiment().get("name")
     return RunSummary(
         path=path,
         experiment=name if isinstance(name, str) else path.name,
         state=state,
         reason=reason,
-        best_acc=_number(status.get("best_acc")),
-        epochs_done=int(_number(status.get("epochs_done")) or 0),
-        epochs=int(_number(status.get("epochs")) or 0),
-        seconds=_number(status.get("seconds")),
+        best_acc=number_or_none(status.get("best_acc")),
+        epochs_done=int(number_or_none(status.get("epochs_done")) or 0),
+        epochs=int(number_or_none(status.get("epochs")) or 0),
+        seconds=number_or_none(status.get("seconds")),
         started_at=_text(status.get("started_at")),
     )
 
@@ -238,7 +245,7 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _number(value: object) -> float | None:
+def number_or_none(value: object) -> float | None:
     """A number read from a status file, or None for anything else (an edited file must not stop a screen)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         return None
@@ -330,6 +337,60 @@ class DeviceLock:
             return json.loads(os.pread(fd, 4096, 0) or b"{}")
         except (OSError, json.JSONDecodeError):
             return {}
+
+
+RUN_LOCK = ".run.lock"
+
+
+class RunLock:
+    """The run folder's own lock, held by the process that trains into it (rank 0) for the life of the run.
+
+    A pid alone cannot say a run is alive: after a reboot another process may have its number, and two
+    resumes started together both see a dead writer. The kernel's lock can: it is dropped when its
+    process ends, however it ends.
+    """
+
+    ATTEMPTS = 40  # 2 s: a viewer's probe (folder_locked) holds the lock for microseconds
+
+    def __init__(self, folder: Path):
+        self.path = folder / RUN_LOCK
+        self.existed = self.path.exists()  # a folder of an older ftui has none: its pid must still be asked
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        for _ in range(self.ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.05)
+                continue
+            self._fd = fd
+            return True
+        os.close(fd)
+        return False
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def folder_locked(folder: Path) -> bool | None:
+    """Whether a process holds the run folder's lock; None for a folder that has no lock file."""
+    try:
+        fd = os.open(folder / RUN_LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also drops the shared lock just taken
+    return False
 
 
 def resolve_run_weights(weights: str, root: Path) -> str:

@@ -13,6 +13,7 @@ from typing import cast
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import FtuiError
 from .augment import Augment
@@ -63,6 +64,17 @@ def steps_per_epoch(exp: Experiment, n_train: int) -> int:
     return min(steps, exp.max_steps_per_epoch) if exp.max_steps_per_epoch else steps
 
 
+def _check_batchnorm_batch(model: nn.Module, fixed: list[nn.Module], per_process: int) -> None:
+    """A BatchNorm layer that trains needs two images or more in its batch to compute statistics from."""
+    if per_process >= 2:
+        return
+    if any(isinstance(m, _BatchNorm) and all(m is not f for f in fixed) for m in model.modules()):
+        raise FtuiError(
+            f"batch_size gives each process {per_process} image per step, and this model's BatchNorm layers "
+            "cannot compute statistics from one image. Use batch_size = 2 or more per process."
+        )
+
+
 def load_data(exp: Experiment, device: torch.device) -> Dataset:
     data = load_dataset(exp.dataset, exp.data_dir, exp.input_size, exp.classes)
     if exp.max_test_images:
@@ -97,6 +109,8 @@ def prepare(exp: Experiment, from_checkpoint: Path | None = None, world: World |
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(param_groups(model, units, exp), exp)
     steps = steps_per_epoch(exp, len(data.train_images))
+    frozen_bn = frozen_batchnorms(model, units, exp)
+    _check_batchnorm_batch(model, frozen_bn, exp.batch_size // world.size)
     mean, std = NORMALIZATIONS[exp.normalize]
     augment = Augment(exp.input_size, mean, std, exp.crop_padding, exp.flip, exp.rotation, channels_last)
     generator = torch.Generator(device=device)
@@ -116,7 +130,7 @@ def prepare(exp: Experiment, from_checkpoint: Path | None = None, world: World |
         make_scheduler(optimizer, exp, steps),
         augment,
         test_augment(exp, device),
-        frozen_batchnorms(model, units, exp),
+        frozen_bn,
         generator,
         steps,
         world,

@@ -36,6 +36,7 @@ from .runs import (
     RESUME_PREVIOUS,
     DeviceLock,
     RunFolder,
+    RunLock,
     create_run_dir,
     now_iso,
     remove_stale_temporaries,
@@ -192,25 +193,36 @@ def train(
         emit.attach(folder.path)
         if lock is not None:
             lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
-        return TrainingLoop(
-            setup,
-            folder,
-            emit,
-            stop or threading.Event(),
-            start_epoch=0,
-            best_acc=None,
-            lock=lock,
-            group=group,
-            step_forward=_step_forward(group, setup),
-        ).run()
+        run_lock = RunLock(folder.path)
+        if world.main:
+            run_lock.acquire()  # a new folder: nobody else has it
+        try:
+            return _train_loop(setup, folder, emit, stop, lock, group)
+        finally:
+            run_lock.release()
 
 
-def _check_resumable(folder: RunFolder, exp: Experiment) -> None:
+def _train_loop(setup: Setup, folder: RunFolder, emit, stop, lock, group: Group) -> ev.RunResult:
+    return TrainingLoop(
+        setup,
+        folder,
+        emit,
+        stop or threading.Event(),
+        start_epoch=0,
+        best_acc=None,
+        lock=lock,
+        group=group,
+        step_forward=_step_forward(group, setup),
+    ).run()
+
+
+def _check_resumable(folder: RunFolder, exp: Experiment, lock: RunLock) -> None:
+    """Refuse what cannot resume; lock is the run folder's, just taken: nobody else trains into it now."""
     status = folder.read_status()
     state, _reason = run_state(status)
     if state == "finished":
         raise RunError(f"{folder.path} already finished all {exp.epochs} epochs; there is nothing to resume.")
-    if state == "running":
+    if state == "running" and not lock.existed:  # a folder of an older ftui: only its writer's pid can tell
         raise RunError(f"{folder.path} is still running in process {status['pid']}; stop it before resuming.")
     has_state = folder.file(RESUME).exists() or folder.file(RESUME_PREVIOUS).exists()
     if not folder.file(LAST).exists() and (has_state or folder.file(BEST).exists()):
@@ -267,15 +279,29 @@ def resume(
 
     A run of N processes resumes on N (each restores its own random-number state).
     """
-    emit = _SafeSink(None)
     folder = RunFolder(Path(run_dir))
+    run_lock = RunLock(folder.path)
+    try:
+        return _resume(folder, run_lock, on_event, stop, share_device)
+    finally:
+        run_lock.release()
+
+
+def _resume(
+    folder: RunFolder, run_lock: RunLock, on_event: EventSink | None, stop: threading.Event | None, share_device: bool
+) -> ev.RunResult:
+    emit = _SafeSink(None)
     try:
         world = world_from_env()
         emit = _SafeSink(on_event if world.main else None)
         exp = experiment_from_dict(folder.read_experiment(), where=str(folder.file(EXPERIMENT)))
         if world.main:
             emit.attach(folder.path)  # a run folder: a failing callback is logged there
-        _check_resumable(folder, exp)
+            if not run_lock.acquire():
+                raise RunError(
+                    f"{folder.path} is still running: another process trains into it. Stop it before resuming."
+                )
+        _check_resumable(folder, exp, run_lock)
         check_same_processes(folder.path, exp.nproc, world.size)
         state, epoch = _resume_state_for(folder)
         device = training_device(exp.device, world)
@@ -290,7 +316,20 @@ def resume(
         if lock is not None:
             lock.update({"experiment": exp.name, "run_dir": str(folder.path)})
         start = epoch + 1
-        warnings = _reopen(folder, start) if world.main else []
+        warnings: list[str] = []
+        reopen_error = None
+        try:
+            warnings = _reopen(folder, start) if world.main else []
+        except OSError as exc:  # a read-only or full file system: said as `ftui run` says it
+            reopen_error = (
+                f"Could not write to the run folder {folder.path} ({exc.strerror or exc}). "
+                f"Make it writable (or free disk space), then resume again: ftui resume {folder.path}"
+            )
+        reopen_error = group.agree(reopen_error)  # every process stops, not only the one that writes
+        if reopen_error is not None:
+            if lock is not None:
+                lock.release()
+            return _failed_early(emit, FtuiError(reopen_error), folder.path)
         return TrainingLoop(
             setup,
             folder,

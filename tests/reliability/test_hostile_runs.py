@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
 
 from ftui.engine import events as ev
-from ftui.engine.runs import list_runs, run_state
+from ftui.engine.runs import RunLock, list_runs, run_state
 from ftui.engine.train import resume, train
 
 
@@ -58,3 +59,64 @@ def test_an_edited_experiment_json_is_refused_naming_what_changed(stopped_run):
     result = resume(stopped_run)
     assert result.status == "failed"
     assert "differs from the experiment its last checkpoint was trained with (epochs, lr)" in result.reason
+
+
+# -- liveness: the run folder's own lock, not a bare pid ------------------------------------------
+
+
+def _says_running_as(run_dir, pid: int) -> None:
+    status_file = run_dir / "status.json"
+    status = json.loads(status_file.read_text())
+    status_file.write_text(json.dumps({**status, "state": "running", "pid": pid}))
+
+
+def test_a_reused_pid_does_not_block_resume_forever(stopped_run):
+    # After a reboot another process has the old pid: here, this very test process, alive for sure.
+    _says_running_as(stopped_run, os.getpid())
+    [summary] = list_runs(stopped_run.parent)
+    assert summary.state == "interrupted"  # nobody holds the run folder's lock
+    result = resume(stopped_run)
+    assert result.status == "finished", result.reason
+
+
+def test_two_resumes_of_one_run_cannot_both_train(stopped_run):
+    holder = RunLock(stopped_run)
+    assert holder.acquire()  # as a first resume would, in its process
+    try:
+        _says_running_as(stopped_run, os.getpid())
+        assert list_runs(stopped_run.parent)[0].state == "running"
+        second = resume(stopped_run, share_device=True)  # even sharing the device
+        assert second.status == "failed" and "another process trains into it" in second.reason
+    finally:
+        holder.release()
+    assert resume(stopped_run).status == "finished"  # once the first has gone, it resumes
+
+
+# -- inputs that were accepted silently or failed late -------------------------------------------
+
+
+def test_a_batch_of_one_for_batchnorm_is_refused_before_a_run_folder(make_exp, runs_root):
+    result = train(make_exp(batch_size=1), runs_root=runs_root)
+    assert result.status == "failed" and "BatchNorm layers cannot compute statistics from one image" in result.reason
+    assert result.run_dir is None and not list_runs(runs_root)
+
+
+def test_a_learning_rate_for_a_frozen_unit_is_said_not_to_be_used(make_exp, runs_root):
+    events = []
+    result = train(make_exp(trainable=["fc"], unit_lr={"layer1": 0.5}, epochs=1), events.append, runs_root=runs_root)
+    assert result.status == "finished", result.reason
+    warnings = [e.message for e in events if isinstance(e, ev.RunWarning)]
+    assert warnings == ["unit_lr sets a learning rate for layer1, but it is frozen in this run: the rate is not used."]
+
+
+def test_an_unwritable_run_folder_on_resume_is_a_clear_failure(stopped_run, monkeypatch):
+    # The tests run as root, whom a read-only folder does not stop: the folder's writes fail as they would.
+    import ftui.engine.runs as runs
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(runs, "atomic_write_text", refuse)
+    result = resume(stopped_run)
+    assert result.status == "failed", result.reason
+    assert "Permission denied" in result.reason and str(stopped_run) in result.reason

@@ -70,6 +70,7 @@ async def test_a_launch_trains_in_a_child_process_that_the_run_screen_shows_live
         await wait_for(pilot, lambda: gate.paused, timeout=PATIENCE)  # epoch 1 of 2 is saved; the child waits
         await wait_for(pilot, lambda: "epoch 1: test acc" in log_of(live))  # read from the run folder
         assert title_of(live).endswith("· running") and "img/s" in progress_of(live)
+        await wait_for(pilot, lambda: "CPU " in progress_of(live))  # the child's CPU use, from /proc
         run_dir, child = app.controller.run_dir, app.controller.pid
         assert child != os.getpid() and status_of(run_dir)["pid"] == child  # the child writes the run folder
         assert os.getsid(child) == child != os.getsid(0)  # in a session of its own: our terminal's SIGHUP misses it

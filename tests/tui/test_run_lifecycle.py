@@ -103,7 +103,8 @@ async def test_the_live_screen_shows_the_resumed_run_after_stop_and_resume_from_
             lambda: title_of(shown).endswith("· running") and "ETA" in str(shown.query_one("#progress-text").render()),
             timeout=30,
         )
-        assert "── resumed at epoch" in log_text(shown)
+        # status.json says running before the resumed run's first event is in its log: wait for the mark too
+        await wait_for(pilot, lambda: "── resumed at epoch" in log_text(shown), timeout=30)
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)  # it is running: stopping it is right
         await pilot.press("y")

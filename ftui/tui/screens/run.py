@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -25,6 +26,7 @@ from ...engine.history import MetricsFollower, RunHistory, training_seconds
 from ...engine.runs import INTERRUPTED, METRICS, STATUS, RunFolder, process_alive, run_state
 from ...errors import RunError
 from ...formatting import duration, param_count, share
+from ..cpu_use import CpuMeter
 from ..footer import SteadyFooter
 from ..plots import AccuracyPlot, LossPlot
 from ..widgets.queue_list import QueueList
@@ -64,6 +66,7 @@ class RunScreen(Screen):
         self.logged_interruption = False
         self.shown_failure_of = 0  # the launch (controller.launches) whose "could not start" is shown
         self._reference_of: tuple[Path | None, float | None] = (None, None)  # (run folder, its reference_acc)
+        self.cpu = CpuMeter()  # the training process's CPU use, from /proc
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -237,9 +240,19 @@ class RunScreen(Screen):
                 f"elapsed {duration(elapsed) or '-'}",
                 f"ETA {duration(remaining) or '-'}",
             ]
+            parts += self._device_use()
         else:
             parts += [f"best {h.best_acc:.2f}%" if h.best_acc is not None else "no epoch completed"]
         return " · ".join(parts)
+
+    def _device_use(self) -> list[str]:
+        """What the training process keeps busy: its CPU (of this machine's cores) and its GPU memory."""
+        pid = self.status.get("pid") if self.status.get("host") == socket.gethostname() else None
+        cpu = self.cpu.read(pid if isinstance(pid, int) else None)
+        use = [f"CPU {cpu:.0f}%"] if cpu is not None else []
+        if self.history.memory is not None:
+            use.append(f"GPU mem {self.history.memory / 2**30:.1f} GiB")
+        return use
 
     def _elapsed(self) -> float | None:
         return training_seconds(self.status)  # the earlier sessions of a resumed run included
