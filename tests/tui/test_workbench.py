@@ -63,6 +63,7 @@ async def test_a_run_that_never_started_says_why_offers_no_stop_and_nothing_cras
         assert why in log
         assert "try again" in str(screen.query_one("#progress-text").render())  # what to do
         assert not screen.query_one(ProgressBar).display  # no bar animating for a run that is not running
+        assert not screen.query_one("#plots").display  # nor empty plot frames: the log says why
         assert "s" not in shown_keys(screen) and "escape" in shown_keys(screen)  # no "Stop run"
         await pilot.press("s")  # crashed the app with RunFolder(path=None)
         await pilot.pause()

@@ -128,6 +128,7 @@ class RunScreen(Screen):
             self.history, self.shown_end, self.logged_interruption = RunHistory(), False, False
             self.query_one(RichLog).clear()
             self.query_one(ProgressBar).display = True
+            self.query_one("#plots").display = True
 
     def _reference(self) -> float | None:
         """The report's accuracy for the run's experiment, as its run folder recorded the experiment."""
@@ -169,6 +170,7 @@ class RunScreen(Screen):
             return
         self.query_one("#title", Label).update(f"{controller.experiment}: could not start")
         self.query_one(ProgressBar).display = False  # an empty bar would go on animating
+        self.query_one("#plots").display = False  # nothing trained: no curves to draw, the log says why
         self.query_one("#progress-text", Label).update(
             "Nothing was trained. Fix what the log below says and try again; esc goes back."
         )
