@@ -165,3 +165,76 @@ def test_queue_three_runs_quit_leaving_them_reopen_and_see_the_queue_progress(tm
         for term in (first, second):
             term.tmux("kill-session", "-t", term.session)
         stop_queue_runner(tmp_path / "checkpoints")
+
+
+def test_first_contact_offline_with_the_shipped_catalog(tmp_path):
+    """A new user's first launch of a Table 1 row on a machine without CIFAR-10 or the ImageNet weights."""
+    shutil.copy(REPO / "experiments.toml", tmp_path / "experiments.toml")
+    env = f"FTUI_DATA_DIR={tmp_path / 'no-data'} TORCH_HOME={tmp_path / 'no-torch-home'} FTUI_TEST_OFFLINE=1"
+    hooks = f"PYTHONPATH={HOOKS}:{REPO} {env}"
+    term = Terminal(f"ftui-first-{os.getpid()}")
+    try:
+        term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", ftui_command(tmp_path, hooks))
+        term.wait_for("quickstart", "resnet18-fc", "Launch")
+        term.keys("Down", "Down", "Down", "l")  # resnet18-fc: full CIFAR-10 and ImageNet weights
+        shown = term.wait_for("could not start", "Nothing was trained")
+        assert "Traceback" not in shown and "s Stop run" not in shown, shown
+        term.keys("s")  # once crashed the app
+        term.keys("Escape")
+        term.wait_for("quickstart", "Launch")
+        term.keys("C-q")
+        after = term.wait_for("ftui exited 0")
+        assert "Traceback" not in after, after
+    finally:
+        term.tmux("kill-session", "-t", term.session)
+    assert not [p for p in (tmp_path / "checkpoints").glob("*") if not p.name.startswith(".")]  # no run folder
+
+
+def test_a_resume_from_the_cli_is_seen_live_by_an_open_run_screen(tmp_path):
+    (tmp_path / "experiments.toml").write_text(CATALOG)
+    runs = tmp_path / "checkpoints"
+    # A run stopped by Ctrl-C after its first epoch, as a person leaves one; the gate holds it there.
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, "PYTHONPATH": f"{HOOKS}:{REPO}", "FTUI_TEST_GATE": str(gate)}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "ftui", "run", "tiny", "--runs", str(runs), "--epochs", "3"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    term = Terminal(f"ftui-resume-{os.getpid()}")
+    try:
+        deadline = time.monotonic() + 300
+        while not (gate / "paused").exists():  # its first epoch is saved; it waits at the gate
+            assert time.monotonic() < deadline and cli.poll() is None
+            time.sleep(0.1)
+        cli.send_signal(2)  # Ctrl-C: stopped after its current step
+        (gate / "go").touch()
+        assert cli.wait(300) == 130
+        (run_dir,) = runs.glob("tiny-*")
+
+        term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", ftui_command(tmp_path))
+        term.wait_for("tiny-fc", "Launch")
+        term.keys("r")
+        term.wait_for("stopped", "Curves")
+        term.keys("Enter")  # the stopped run's screen, left open
+        term.wait_for("tiny · cpu", "· stopped")
+        resumed = subprocess.run(
+            [sys.executable, "-m", "ftui", "resume", str(run_dir)],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        # seen by the open screen: the run's end, and the plots' mark where the resume began
+        shown = term.wait_for("· finished", "epoch 3: test acc", "│resume")
+        assert "Traceback" not in shown, shown
+    finally:
+        (gate / "go").touch()
+        if cli.poll() is None:
+            cli.kill()
+        term.tmux("kill-session", "-t", term.session)
