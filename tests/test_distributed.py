@@ -115,17 +115,16 @@ def start_ftui(folder: Path, *args: str) -> subprocess.Popen:
     )
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory) -> tuple[Path, Path]:
-    """(run folder, folder of each rank's final weights) of an uninterrupted 2-process run, started by torchrun
-    directly as a person would (`torchrun --nproc-per-node 2 -m ftui run ddp`)."""
-    folder = tmp_path_factory.mktemp("two")
-    write_catalog(folder)
+def torchrun_two(folder: Path, **overrides) -> tuple[Path, Path]:
+    """(run folder, folder of each rank's final weights) of a 2-process run of DDP with overrides, started by
+    torchrun directly as a person would (`torchrun --nproc-per-node 2 -m ftui run NAME`)."""
+    write_catalog(folder, **overrides)
+    name = {**DDP, **overrides}["name"]
     weights = folder / "weights"
     weights.mkdir()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     proc = subprocess.run(
-        [*command, str(REPO / "tests" / "ddp_worker.py"), str(weights), "run", "ddp"],
+        [*command, str(REPO / "tests" / "ddp_worker.py"), str(weights), "run", name],
         cwd=folder,
         env=env(),
         capture_output=True,
@@ -135,6 +134,12 @@ def two_processes(tmp_path_factory) -> tuple[Path, Path]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [run] = list_runs(folder / "checkpoints")
     return run.path, weights
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> tuple[Path, Path]:
+    """An uninterrupted 2-process run of the DDP recipe: its run folder and each rank's final weights."""
+    return torchrun_two(tmp_path_factory.mktemp("two"))
 
 
 def test_two_processes_reach_the_weights_of_one_and_agree_with_each_other(two_processes, tmp_path):
@@ -287,23 +292,10 @@ def test_a_lora_run_trains_on_two_processes_like_on_one(tmp_path):
     lora = {"name": "ddp-lora", "trainable": ["fc"], "lora": ["layer4"], "lora_layers": ["conv"], "epochs": 2}
     folder = tmp_path / "two"
     folder.mkdir()
-    write_catalog(folder, **lora)
-    weights = folder / "weights"
-    weights.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    proc = subprocess.run(
-        [*command, str(REPO / "tests" / "ddp_worker.py"), str(weights), "run", "ddp-lora"],
-        cwd=folder,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    [run] = list_runs(folder / "checkpoints")
+    run_dir, weights = torchrun_two(folder, **lora)
     rank0, rank1 = load_file(weights / "rank0.safetensors"), load_file(weights / "rank1.safetensors")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "the processes' weights differ"
-    saved = load_file(run.path / "last.safetensors")  # a LoRA checkpoint: the updates and the head only
+    saved = load_file(run_dir / "last.safetensors")  # a LoRA checkpoint: the updates and the head only
     assert saved and all(".lora_" in k or k.startswith("fc.") for k in saved)
     assert all(torch.equal(rank0[k], v) for k, v in saved.items())
 
