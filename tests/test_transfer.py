@@ -126,3 +126,22 @@ def test_weights_for_other_classes_load_all_but_the_head(tmp_path, make_exp):
     assert model.fc.weight.shape == (10, 512)
     assert torch.equal(model.layer4[1].conv2.weight, other.layer4[1].conv2.weight)
     assert torch.equal(model.conv1.weight, other.conv1.weight)
+
+
+def test_a_network_trained_with_the_imagenet_stem_starts_a_run_with_a_new_cifar_stem(tmp_path, make_exp):
+    """The report in miniature pretrains with the ImageNet stem (7x7 conv1 + maxpool) and fine-tunes with a
+    new CIFAR stem, as the report does over ImageNet weights: everything but stem and head is loaded
+    (this was refused as "does not fit" before)."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    from ftui.engine.models import build_model
+
+    torch.manual_seed(0)
+    other = torchvision.models.resnet18(num_classes=5)
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, tmp_path / "pre.safetensors")
+    model = build_model(make_exp(weights=str(tmp_path / "pre.safetensors"), cifar_stem=True), 10)
+    assert model.conv1.weight.shape == (64, 3, 3, 3) and isinstance(model.maxpool, torch.nn.Identity)
+    assert model.fc.weight.shape == (10, 512)
+    assert torch.equal(model.layer1[0].conv1.weight, other.layer1[0].conv1.weight)
+    assert torch.equal(model.bn1.running_var, other.bn1.running_var)

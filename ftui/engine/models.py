@@ -183,8 +183,10 @@ def build_model(exp: Experiment, num_classes: int) -> nn.Module:
     """The experiment's model on the CPU: weights loaded, head and stem adapted, LoRA updates attached.
 
     Weights that fit the unmodified torchvision model (ImageNet checkpoints) are
-    loaded before the head and stem are replaced; weights that fit the adapted
-    model (an ftui checkpoint) are loaded after.
+    loaded before the head and stem are replaced; weights of a network with the
+    ImageNet stem and another head (an ftui run for other classes) before the
+    stem is replaced; weights that fit the adapted model (an ftui checkpoint)
+    after.
     """
     name = check_model_name(exp.model)
     model = torchvision.models.get_model(name, weights=None)
@@ -197,10 +199,16 @@ def build_model(exp: Experiment, num_classes: int) -> nn.Module:
         model.load_state_dict(state)
         state = None
     replace_head(model, num_classes)
+    if state is not None:
+        state = _without_other_head(model, state)
+        if exp.cifar_stem and state_fits(model, state, allow_missing=_head_names(model)):
+            # trained with the ImageNet stem (an ftui run): load it all, then the new stem starts fresh,
+            # as it does over torchvision's ImageNet weights
+            model.load_state_dict(state, strict=False)
+            state = None
     if exp.cifar_stem:
         apply_cifar_stem(model)
     if state is not None:
-        state = _without_other_head(model, state)
         if not state_fits(model, state, allow_missing=_head_names(model)):
             raise WeightsError(f"The weights in {exp.weights} do not fit {name}: {mismatch_report(model, state)}")
         model.load_state_dict(state, strict=False)  # strict on everything but a head left at its new init
