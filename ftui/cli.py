@@ -141,7 +141,11 @@ def _stated_why(reason_file: str | None) -> str:
 
 
 def _drive(start, reason_file: str | None = None) -> int:
-    """Run a training function with a progress bar and turn its result into an exit code.
+    return _drive_result(start, reason_file)[0]
+
+
+def _drive_result(start, reason_file: str | None = None):
+    """Run a training function with a progress bar and turn its result into an exit code (and the result).
 
     The signal handlers come first: a stop that arrives while torch is still being imported is kept.
     One of several processes (started by torchrun) shows nothing but its errors: rank 0 speaks for the run.
@@ -153,7 +157,7 @@ def _drive(start, reason_file: str | None = None) -> int:
     _stop_on_signals(stop, signals, reason_file, quiet=not main)
     if not main:
         result = start(None, stop)
-        return _exit_code(result, signals, started=result.run_dir is not None)
+        return _exit_code(result, signals, started=result.run_dir is not None), result
     from .progress import ProgressPrinter
 
     with ProgressPrinter(out) as printer:
@@ -166,7 +170,7 @@ def _drive(start, reason_file: str | None = None) -> int:
         err.print(f"[red]failed:[/] {_markup_safe(result.reason)}")
     if result.run_dir is not None:
         out.print(f"run folder: {_markup_safe(result.run_dir)}")
-    return _exit_code(result, signals, started=printer.started)
+    return _exit_code(result, signals, started=printer.started), result
 
 
 def _exit_code(result, signals: list[int], started: bool) -> int:
@@ -217,13 +221,20 @@ def _experiment(args):
     return _catalog(args.catalog).get(args.name)
 
 
-def cmd_run(args) -> int:
-    exp = _experiment(args)
+def _changed(exp, args):
+    """The experiment with the command line's --epochs and --device, if given."""
     changes = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
-    if changes:
-        from .engine.catalog import experiment_from_dict
+    if not changes:
+        return exp, changes
+    from .engine.catalog import experiment_from_dict
 
-        exp = experiment_from_dict({**exp.to_dict(), **changes}, where="command line")
+    return experiment_from_dict({**exp.to_dict(), **changes}, where="command line"), changes
+
+
+def cmd_run(args) -> int:
+    if args.all is not None:
+        return cmd_run_all(args)
+    exp, changes = _changed(_experiment(args), args)
     nproc = _processes(args.nproc, exp.nproc)
     if nproc > 1 and not _under_torchrun():
         from .engine.distributed import per_process_batch
@@ -240,6 +251,44 @@ def cmd_run(args) -> int:
         return train(exp, printer, stop, runs_root=args.runs, share_device=args.share_device)
 
     return _drive(start, args.stop_reason_file)
+
+
+def cmd_run_all(args) -> int:
+    """`ftui run --all PREFIX`: every experiment whose name starts with PREFIX, one after another, each base
+    (weights = "run:NAME") before the runs that start from it. A stop (Ctrl-C) ends the sequence."""
+    from .engine.results import measured_by_experiment
+    from .engine.runs import list_runs
+    from .engine.study import study_summary, study_table, with_prefix
+
+    if args.name is not None or args.experiment_json is not None or (args.nproc or 1) > 1:
+        raise FtuiError("ftui run --all PREFIX trains the catalog's experiments one by one, on one process: "
+                        "give no NAME, --experiment-json or --nproc with it.")  # fmt: skip
+    catalog = _catalog(args.catalog)
+    chosen = with_prefix(catalog, args.all)
+    if not chosen:
+        raise FtuiError(f"No experiment of {catalog.path} starts with {args.all!r} (ftui list names them).")
+    outcomes: list[tuple[str, str]] = []
+    code = EXIT_OK
+    for number, exp in enumerate(chosen, 1):
+        out.print(f"[bold]{number}/{len(chosen)}: {exp.name}[/]")
+        exp, _ = _changed(exp, args)
+
+        def start(printer, stop, exp=exp):
+            from .engine.train import train
+
+            return train(exp, printer, stop, runs_root=args.runs, share_device=args.share_device)
+
+        step, result = _drive_result(start, args.stop_reason_file)
+        outcomes.append((exp.name, f"{result.best_acc:.2f}%" if result.status == "finished" else result.status))
+        code = code or step
+        if result.status == "stopped":
+            break
+    for name, outcome in outcomes + [(e.name, "not started") for e in chosen[len(outcomes) :]]:
+        out.print(f"  {name:<32} {outcome}", markup=False)
+    rows = study_table(catalog, measured_by_experiment(list_runs(Path(args.runs))))
+    if any(e.mirrors for e in chosen) and rows:
+        out.print(f"the report in miniature: {study_summary(rows)} (ftui's Results, t, shows it beside Table 1)")
+    return code
 
 
 def cmd_resume(args) -> int:
@@ -415,6 +464,12 @@ def _parser() -> argparse.ArgumentParser:
         "--experiment-json",
         metavar="FILE",
         help="train the resolved experiment in FILE (JSON, as a run folder's experiment.json) instead of NAME",
+    )
+    run.add_argument(
+        "--all",
+        metavar="PREFIX",
+        help="train every experiment whose name starts with PREFIX, one after another, each run:NAME base "
+        "first (--all mini- is the report in miniature)",
     )
     run.add_argument("--epochs", type=int, help="override the experiment's epochs")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N")

@@ -167,9 +167,20 @@ def load_catalog(path: str | Path) -> Catalog:
             first_entry[name] = number
         if exp is not None:
             experiments.append(exp)
+    lines += _mirror_problems(path, experiments)
     if lines:
         raise CatalogError("\n".join(lines))
     return Catalog(path, defaults, tuple(experiments))
+
+
+def _mirror_problems(path: Path, experiments: list[Experiment]) -> list[str]:
+    names = [e.name for e in experiments]
+    return [
+        f"{path}: {e.name}: mirrors = {toml_value(e.mirrors)}: no experiment of the catalog has that name"
+        f"{hint(e.mirrors, names)}"
+        for e in experiments
+        if e.mirrors and e.mirrors not in names
+    ]
 
 
 # --- appending an experiment -----------------------------------------------------------

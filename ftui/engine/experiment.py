@@ -70,6 +70,11 @@ class Experiment:
     reference_acc: float | None = setting(
         None, "the report's test accuracy (percent), for comparison", range=Range(0, 100)
     )
+    mirrors: str = setting(
+        "",
+        "the report's row this experiment reproduces in miniature: Results sets the two side by side",
+        values="an experiment's name",
+    )
     model: str = setting(
         "resnet18", "any torchvision classification model", values="`resnet18`, `vgg16`, `vit_b_16`, …"
     )
@@ -228,7 +233,7 @@ FIELD_NAMES = tuple(SETTINGS)
 
 
 # Keys that name or describe an experiment rather than say how it trains.
-_LABELS = ("name", "description", "origin", "reference_acc")
+_LABELS = ("name", "description", "origin", "reference_acc", "mirrors")
 
 
 def differing_settings(experiments: list[dict]) -> dict[str, list[object]]:

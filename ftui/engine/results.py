@@ -360,12 +360,13 @@ def to_csv(rows: list[ResultRow]) -> str:
     return out.getvalue()
 
 
-def export_results(rows: list[ResultRow], folder: Path) -> tuple[Path, Path]:
-    """Write results.md and results.csv into folder (created if missing); returns both paths."""
+def export_results(rows: list[ResultRow], folder: Path, appendix: str = "") -> tuple[Path, Path]:
+    """Write results.md (with the appendix, a Markdown section, at its end) and results.csv into folder
+    (created if missing); returns both paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     md, table = folder / MARKDOWN, folder / CSV
     # newline="": the csv module already ends its rows with \r\n
-    atomic_write_text(md, to_markdown(rows), newline="")
+    atomic_write_text(md, to_markdown(rows) + (f"\n{appendix}" if appendix else ""), newline="")
     atomic_write_text(table, to_csv(rows), newline="")
     return md, table

@@ -115,6 +115,23 @@ class FtuiApp(App):
         self.notify(f"Queued {names}: the queue trains one run at a time, also after ftui has closed (u shows it).")
         self.kick_queue()
 
+    def action_queue_study(self) -> None:
+        """The report in miniature (engine/study.py), each base before the runs that start from it, after asking."""
+        from ..engine.study import study_experiments
+
+        study = study_experiments(self.catalog) if self.catalog else []
+        if not study:
+            self.notify("No experiment of the catalog mirrors a report row (mirrors = ...): no miniature to queue.")
+            return
+        question = (
+            f"Queue the report in miniature: {len(study)} runs, {study[0].name} first "
+            f"({', '.join(e.name for e in study[1:])})?"
+        )
+        self.push_screen(
+            ConfirmScreen(question, f"Queue {len(study)}", "Cancel"),
+            lambda ok: self.enqueue(study) if ok else None,
+        )
+
     def queue_resume(self, path: Path) -> None:
         try:
             self.queue.add_resume(path, RunFolder(path).read_experiment().get("name", path.name))
@@ -284,6 +301,11 @@ class FtuiApp(App):
         yield SystemCommand("Results", "The report's Table 1 beside ftui's measured accuracies", self.open_results)
         yield SystemCommand("Live run", "The run started in this session", self.open_live_run)
         yield SystemCommand("Queue", "The runs waiting to train, one after another", self.open_queue)
+        yield SystemCommand(
+            "Queue the report in miniature",
+            "Pretraining, then every Table 1 row in miniature, on the embedded sample (M on the catalog)",
+            self.action_queue_study,
+        )
         yield SystemCommand("Reload catalog", f"Read {self.catalog_path} again", self._reload_and_refresh)
 
     def _reload_and_refresh(self) -> None:

@@ -30,6 +30,7 @@ class CatalogScreen(Screen):
         Binding("space", "mark", "Mark", show=False),
         Binding("a", "queue", "Queue"),
         Binding("R", "queue_report", "Queue report", show=False),
+        Binding("M", "app.queue_study", "Queue miniature", show=False),
         Binding("u", "app.open_queue", "Queue list", show=False),
         Binding("r", "runs", "Runs"),
         Binding("t", "results", "Results"),
