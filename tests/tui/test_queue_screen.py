@@ -158,3 +158,33 @@ async def test_v_shows_the_queues_run_once_this_sessions_run_has_ended(app, stan
     finally:
         process.kill()
         process.wait()
+
+
+async def test_the_miniature_is_queued_with_one_key_its_pretraining_first(tui_catalog, tui_runs):
+    from pathlib import Path
+
+    from ftui.tui.app import make_app
+
+    tui_catalog.write_text((Path(__file__).resolve().parents[2] / "experiments.toml").read_text())
+    app = make_app(tui_catalog, tui_runs)
+    app.queue.set_paused(True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("M")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Queue the report in miniature: 15 runs, mini-pretrain first" in app.screen.question
+        await pilot.press("y")
+        await pilot.pause()
+        names = queued(app)
+        assert names[0] == "mini-pretrain" and len(names) == 15 and all(n.startswith("mini-") for n in names)
+
+
+async def test_m_says_so_when_the_catalog_has_no_miniature(app):
+    seen = []
+    app.queue.set_paused(True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.notify = lambda message, **kw: seen.append(message)
+        await pilot.pause()
+        await pilot.press("M")
+        await pilot.pause()
+        assert queued(app) == [] and "no miniature to queue" in seen[-1]

@@ -187,3 +187,41 @@ def test_snapshot(results_app, snap_compare):
         await open_results(pilot)
 
     assert snap_compare(results_app, terminal_size=(80, 24), run_before=open_screen)
+
+
+@pytest.fixture
+def miniature_app(tui_catalog, tui_runs):
+    """The shipped catalog, with four rows of the miniature measured (runs written by hand)."""
+    from pathlib import Path
+
+    tui_catalog.write_text((Path(__file__).resolve().parents[2] / "experiments.toml").read_text())
+    for name, acc in (("mini-fc", 50.0), ("mini-fc-conv1", 40.0), ("mini-fft", 70.0), ("mini-fft-lr", 72.5)):
+        make_run(tui_runs, f"{name}-20260101-100000", name, "finished", acc, 60.0)
+    app = make_app(tui_catalog, tui_runs)
+    yield app
+    app.controller.request_stop("by the test")
+
+
+async def test_m_sets_the_miniature_beside_table_1_with_its_correlation_and_conclusions(miniature_app, tui_runs):
+    async with miniature_app.run_test(size=(100, 30)) as pilot:
+        screen = await open_results(pilot)
+        await pilot.press("m")
+        rows = table_text(screen)
+        assert len(rows) == 14
+        assert rows[0][:4] == ["resnet18-fc", "80.9", "mini-fc", "50.00"]
+        assert rows[2][:4] == ["resnet18-layer1", "88.4", "mini-layer1", "-"]
+        summary = str(screen.query_one("#summary", Static).content)
+        assert summary == (
+            "Miniature: 4 of 14 miniature rows measured; Spearman rho +1.00 over 4 rows; "
+            "2 of 2 of the report's conclusions hold"
+        )
+        detail = str(screen.query_one("#detail", Static).content)
+        assert "✓ holds: per-layer learning rates beat one rate (§4.2)" in detail
+        assert "· not measured yet: two spread-out layers beat two adjacent ones (§4.1.3)" in detail
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("m")  # and back to Table 1 beside ftui's runs
+        assert table_text(screen)[0][0] == "quickstart"
+    exported = (tui_runs / "results.md").read_text()
+    assert "## The report in miniature" in exported and "| resnet18-fft-lr | 94.1 | mini-fft-lr | 72.50 |" in exported
+    assert "- a new conv1 trained with the rest frozen does worse than the head alone (§4.1.2): holds" in exported

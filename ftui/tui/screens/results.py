@@ -11,8 +11,18 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from ...engine.results import CSV, MARKDOWN, NOT_COMPARABLE, ResultRow, export_results, results_table, summary
+from ...engine.results import (
+    CSV,
+    MARKDOWN,
+    NOT_COMPARABLE,
+    ResultRow,
+    export_results,
+    measured_by_experiment,
+    results_table,
+    summary,
+)
 from ...engine.runs import list_runs
+from ...engine.study import CONCLUSIONS, StudyRow, study_markdown, study_summary, study_table, verdicts
 from ...formatting import duration, shorten
 from ..footer import SteadyFooter
 from .confirm import ConfirmScreen
@@ -22,6 +32,8 @@ from .confirm import ConfirmScreen
 NAME_WIDTH = 22
 TRAINS_WIDTH = 17
 COLUMNS = ("experiment", "report", "ftui", "diff", "time", "runs", "trains", "model", "input")
+MINIATURE_COLUMNS = ("report row", "report", "miniature row", "ftui", "measured")
+VERDICT_MARKS = {True: "✓ holds:", False: "✗ does not hold:", None: "· not measured yet:"}
 WIDE = 100  # below this, model and input do not fit: they are left to the line below the table
 OTHER_COLUMNS = 82  # cells taken by every column but trains when all are shown, scrollbar included
 
@@ -59,6 +71,24 @@ def _cells(row: ResultRow, trains_width: int) -> list:
     ]
 
 
+def _study_cells(row: StudyRow) -> list:
+    return [
+        Text(shorten(row.mirrored, NAME_WIDTH)),
+        _number(row.reference, ".1f"),
+        Text(shorten(row.experiment, NAME_WIDTH)),
+        _number(row.accuracy, ".2f"),
+        Text(row.note, style="dim"),
+    ]
+
+
+def _conclusions(rows: list[StudyRow]) -> str:
+    if not rows:
+        return "No experiment of the catalog mirrors a report row (mirrors = ...): there is no miniature."
+    return "The report's conclusions, in miniature:\n" + "\n".join(
+        f"{VERDICT_MARKS[verdict]} {conclusion.text}" for conclusion, verdict in verdicts(rows)
+    )
+
+
 def _detail(row: ResultRow) -> str:
     where = f"{row.model} at {row.input_size}x{row.input_size}" if row.input_size else row.model
     gone = "" if row.in_catalog else " (no longer in the catalog)"
@@ -80,6 +110,7 @@ class ResultsScreen(Screen):
     """
     BINDINGS = [
         Binding("x", "export", "Export md+csv"),
+        Binding("m", "miniature", "Miniature"),
         Binding("r", "refresh", "Refresh"),
         Binding("escape", "back", "Back"),
     ]
@@ -87,6 +118,8 @@ class ResultsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[ResultRow] = []
+        self.study: list[StudyRow] = []  # the report in miniature (engine/study.py)
+        self.miniature = False  # m: the table shows the miniature beside Table 1
         self._shown: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -112,10 +145,14 @@ class ResultsScreen(Screen):
             self.query_one("#summary", Static).update("Results: none, the catalog could not be read.")
             error.update(f"{self.app.catalog_error}\n\nFix {self.app.catalog_path}, then press r.")
             return
-        self.rows = results_table(catalog, list_runs(self.app.runs_root))
+        runs = list_runs(self.app.runs_root)
+        self.rows = results_table(catalog, runs)
+        self.study = study_table(catalog, measured_by_experiment(runs))
         self._fill(table)
 
     def _columns(self) -> tuple[str, ...]:
+        if self.miniature:
+            return MINIATURE_COLUMNS
         return COLUMNS if self.size.width >= WIDE else COLUMNS[:-2]
 
     def on_resize(self) -> None:
@@ -129,17 +166,26 @@ class ResultsScreen(Screen):
         if columns != self._shown:
             table.add_columns(*columns)
             self._shown = columns
-        for row in self.rows:
-            table.add_row(*_cells(row, trains_width)[: len(columns)])
+        if self.miniature:
+            for study_row in self.study:
+                table.add_row(*_study_cells(study_row))
+        else:
+            for row in self.rows:
+                table.add_row(*_cells(row, trains_width)[: len(columns)])
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
-        self.query_one("#summary", Static).update(f"Results: {summary(self.rows)}")
+        text = f"Miniature: {study_summary(self.study)}" if self.miniature else f"Results: {summary(self.rows)}"
+        self.query_one("#summary", Static).update(text)
         self._describe()
 
     def _describe(self) -> None:
-        table = self.query_one(DataTable)
+        table, detail = self.query_one(DataTable), self.query_one("#detail", Static)
+        detail.styles.height = len(CONCLUSIONS) + 1 if self.miniature else 3
+        if self.miniature:
+            detail.update(_conclusions(self.study))
+            return
         text = _detail(self.rows[table.cursor_row]) if self.rows and table.row_count else ""
-        self.query_one("#detail", Static).update(text)
+        detail.update(text)
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._describe()
@@ -148,6 +194,13 @@ class ResultsScreen(Screen):
         if self.app.catalog is None:  # nothing to lose: read the (maybe fixed) file again
             self.app.reload_catalog()
         self.refresh_catalog()
+
+    def action_miniature(self) -> None:
+        """Switch between Table 1 beside ftui's runs and the report in miniature beside Table 1."""
+        self.miniature = not self.miniature
+        if self.app.catalog is not None:
+            self.query_one(DataTable).move_cursor(row=0)
+            self._fill(self.query_one(DataTable))
 
     def action_export(self) -> None:
         self.refresh_catalog()  # export what is on disk now, not what was read when the screen opened
@@ -167,7 +220,8 @@ class ResultsScreen(Screen):
 
     def _export(self) -> None:
         try:
-            md, table = export_results(self.rows, self.app.runs_root)
+            appendix = study_markdown(self.study) if self.study else ""
+            md, table = export_results(self.rows, self.app.runs_root, appendix)
         except OSError as exc:
             self.notify(
                 f"Could not write the results into {self.app.runs_root}: {exc.strerror or exc}",
