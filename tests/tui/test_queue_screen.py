@@ -155,6 +155,14 @@ async def test_v_shows_the_queues_run_once_this_sessions_run_has_ended(app, stan
             (other / "status.json").write_text(json.dumps(status))
             await pilot.press("escape", "v")
             assert isinstance(app.screen, RunScreen) and app.screen.run_dir == other
+            entry = app.queue.add_runs([{"name": "queued"}])[0]  # as the runner marks the entry it trains
+            app.queue.take_next(lambda: None)
+            app.queue.set_pid(entry.id, process.pid)
+            await pilot.press("s")
+            assert isinstance(app.screen, ConfirmScreen)
+            assert f"the queue's run of queued (process {process.pid})" in app.screen.question
+            assert "The queue goes on with its next entry" in app.screen.question  # and how to hold it
+            await pilot.press("n")
     finally:
         process.kill()
         process.wait()

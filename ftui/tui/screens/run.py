@@ -286,9 +286,8 @@ class RunScreen(Screen):
         elif self._is_ours():
             question = f"Stop this run? It stops within one step; {self.app.controller.what_stopping_keeps()}."
             self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop)
-        elif self.run_dir is not None and self._state() == "running" and self._other_process() is not None:
-            question = f"This run belongs to process {self._other_process()}. Ask it to stop (SIGTERM)?"
-            self.app.push_screen(ConfirmScreen(question, "Stop", "Keep training"), self._stop_other)
+        elif self.run_dir is not None and self._state() == "running" and (pid := self._other_process()) is not None:
+            self.app.push_screen(ConfirmScreen(self._stop_question(pid), "Stop", "Keep training"), self._stop_other)
         else:
             self.notify("This run is not running.")
 
@@ -297,6 +296,15 @@ class RunScreen(Screen):
             self.app.controller.request_stop("from the workbench")
             self.query_one(RichLog).write("stopping after the current step…")
             self.refresh_bindings()
+
+    def _stop_question(self, pid: int) -> str:
+        queued = next((e for e in self.app.queue.read().entries if e.current and e.pid == pid), None)
+        if queued is None:
+            return f"This run belongs to process {pid}. Ask it to stop (SIGTERM)?"
+        return (
+            f"This is the queue's run of {queued.name} (process {pid}). Ask it to stop (SIGTERM)? "
+            "The queue goes on with its next entry; to hold the queue too, pause it (p on the queue screen)."
+        )
 
     def _other_process(self) -> int | None:
         status = RunFolder(self.run_dir).read_status()
