@@ -127,7 +127,7 @@ class Conclusion:
 _SINGLES = ("resnet18-layer1", "resnet18-layer2", "resnet18-layer3", "resnet18-layer4")
 _PAIRS = ("resnet18-layer1-layer4", "resnet18-layer2-layer3", "resnet18-layer1-layer2", "resnet18-layer3-layer4")
 CONCLUSIONS = (
-    Conclusion("a new conv1 trained with the rest frozen does worse than the head alone (§4.1.2)",
+    Conclusion("a new conv1 with the rest frozen does worse than the head alone (§4.1.2)",
                ("resnet18-fc",), ("resnet18-fc-conv1",)),
     Conclusion("of single layers, layer3 does best (§4.1.3)", ("resnet18-layer3",),
                tuple(n for n in _SINGLES if n != "resnet18-layer3")),

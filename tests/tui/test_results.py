@@ -224,4 +224,4 @@ async def test_m_sets_the_miniature_beside_table_1_with_its_correlation_and_conc
         assert table_text(screen)[0][0] == "quickstart"
     exported = (tui_runs / "results.md").read_text()
     assert "## The report in miniature" in exported and "| resnet18-fft-lr | 94.1 | mini-fft-lr | 72.50 |" in exported
-    assert "- a new conv1 trained with the rest frozen does worse than the head alone (§4.1.2): holds" in exported
+    assert "- a new conv1 with the rest frozen does worse than the head alone (§4.1.2): holds" in exported
