@@ -144,18 +144,26 @@ def _drive(start, reason_file: str | None = None) -> int:
     return _drive_result(start, reason_file)[0]
 
 
-def _drive_result(start, reason_file: str | None = None):
-    """Run a training function with a progress bar and turn its result into an exit code (and the result).
-
-    The signal handlers come first: a stop that arrives while torch is still being imported is kept.
-    One of several processes (started by torchrun) shows nothing but its errors: rank 0 speaks for the run.
-    """
+def _listen(reason_file: str | None = None) -> tuple[StopRequest, list[int]]:
+    """A stop request that Ctrl-C, SIGTERM and SIGHUP set from now on, and the signals received."""
     from .engine.distributed import world_from_env  # no torch: the handlers still come before it
 
     stop, signals = StopRequest(), []
-    main = world_from_env().main
-    _stop_on_signals(stop, signals, reason_file, quiet=not main)
-    if not main:
+    _stop_on_signals(stop, signals, reason_file, quiet=not world_from_env().main)
+    return stop, signals
+
+
+def _drive_result(start, reason_file: str | None = None, listening=None):
+    """Run a training function with a progress bar and turn its result into an exit code (and the result).
+
+    The signal handlers come first: a stop that arrives while torch is still being imported is kept.
+    listening: a (stop, signals) pair from _listen that outlives this run (a sequence of runs).
+    One of several processes (started by torchrun) shows nothing but its errors: rank 0 speaks for the run.
+    """
+    from .engine.distributed import world_from_env
+
+    stop, signals = listening or _listen(reason_file)
+    if not world_from_env().main:
         result = start(None, stop)
         return _exit_code(result, signals, started=result.run_dir is not None), result
     from .progress import ProgressPrinter
@@ -269,7 +277,12 @@ def cmd_run_all(args) -> int:
         raise FtuiError(f"No experiment of {catalog.path} starts with {args.all!r} (ftui list names them).")
     outcomes: list[tuple[str, str]] = []
     code = EXIT_OK
+    # One listener for the whole sequence: a Ctrl-C between two runs stops the sequence too.
+    listening = _listen(args.stop_reason_file)
     for number, exp in enumerate(chosen, 1):
+        if listening[0].is_set():
+            code = code or exit_code_for_signal(listening[1][0] if listening[1] else signal.SIGINT)
+            break
         out.print(f"[bold]{number}/{len(chosen)}: {exp.name}[/]")
         exp, _ = _changed(exp, args)
 
@@ -278,7 +291,7 @@ def cmd_run_all(args) -> int:
 
             return train(exp, printer, stop, runs_root=args.runs, share_device=args.share_device)
 
-        step, result = _drive_result(start, args.stop_reason_file)
+        step, result = _drive_result(start, args.stop_reason_file, listening)
         outcomes.append((exp.name, f"{result.best_acc:.2f}%" if result.status == "finished" else result.status))
         code = code or step
         if result.status == "stopped":

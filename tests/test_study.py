@@ -4,12 +4,14 @@ run end to end by `ftui run --all`."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
 
 from ftui import cli
 from ftui.engine.catalog import load_catalog
+from ftui.engine.events import RunResult
 from ftui.engine.results import measured_by_experiment
 from ftui.engine.runs import RunFolder, list_runs
 from ftui.engine.study import (
@@ -153,6 +155,31 @@ def test_a_failed_base_fails_the_runs_that_start_from_it_and_the_command(tmp_pat
     captured = capsys.readouterr()
     assert "Train it first: ftui run t-pre" in captured.err.replace("\n", "")
     assert "t-pre" in captured.out and "failed" in captured.out
+
+
+@pytest.fixture
+def signal_handlers_restored():
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_ctrl_c_between_two_runs_of_run_all_stops_the_sequence(tmp_path, capsys, monkeypatch, signal_handlers_restored):
+    started: list[str] = []
+
+    def train_then_ctrl_c(exp, printer, stop, **_):
+        started.append(exp.name)
+        signal.raise_signal(signal.SIGINT)  # arrives as the run ends, before the next one starts
+        return RunResult("finished", None, best_acc=50.0, final_acc=50.0)
+
+    monkeypatch.setattr("ftui.engine.train.train", train_then_ctrl_c)
+    catalog = _tiny_study(tmp_path)
+    code = cli.main(["run", "--all", "t-", "--catalog", str(catalog), "--runs", str(tmp_path / "runs")])
+    assert started == ["t-pre"] and code == 130
+    printed = capsys.readouterr().out
+    assert "t-pre" in printed and "50.00%" in printed
+    assert "t-fc" in printed and "not started" in printed
 
 
 def test_run_all_refuses_a_prefix_that_matches_nothing(tmp_path, capsys):
