@@ -12,6 +12,11 @@ runner goes on with the next entry. Pausing the queue (the queue screen's p) let
 run finish and starts nothing more; the runner then exits, and unpausing starts a new one.
 SIGTERM or SIGINT to the runner stops its current run after its step and ends the runner,
 leaving the rest of the queue as it is.
+
+A runner that dies without a word (SIGKILL, the machine goes down) leaves its entry first in the
+queue, with the pid of the run it started: the next runner resumes that run from its last
+checkpoint, in its folder, rather than training it again from the start (or, if the run's process
+outlived the runner and ended it, records how it ended).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import threading
 from pathlib import Path
 
 from .engine.atomic import atomic_write_text
-from .engine.queue import RESUME, RUNNER_LOG, QueueEntry, RunnerLock, RunQueue, runner_pid
-from .engine.runs import INTERRUPTED, RunFolder, list_runs, now_iso, run_state
+from .engine.queue import RESUME, RUN, RUNNER_LOG, QueueEntry, RunnerLock, RunQueue, runner_pid
+from .engine.runs import INTERRUPTED, LAST, RunFolder, list_runs, now_iso, run_state
 from .errors import EXIT_USAGE, RunError
 from .tui.training_process import (
     OUTPUT_LOG,
@@ -104,7 +109,16 @@ class QueueRunner:
         stem = launch / f"queue-{entry.name}-{entry.id}"
         handover = [stem.with_suffix(".json"), stem.with_suffix(".stop")]
         self.stop_file = handover[1]
-        if entry.kind == RESUME:
+        earlier = self._earlier_run(entry, stem.with_suffix(".log"))
+        if earlier is not None and run_state(RunFolder(earlier).read_status(), earlier)[0] != INTERRUPTED:
+            # Its process outlived the runner and ended the run; only the record of it is missing.
+            self.queue.done(entry.id, _outcome(earlier, earlier / OUTPUT_LOG, 0), earlier)
+            _remove(handover)
+            return
+        if earlier is not None and (earlier / LAST).exists():  # killed with the runner: it goes on from there
+            print(f"{now_iso()} {entry.name} was interrupted with an earlier runner; resuming {earlier}", flush=True)
+            args, run_dir = ["resume", str(earlier)], earlier
+        elif entry.kind == RESUME:
             args, run_dir = ["resume", str(entry.run_dir)], Path(str(entry.run_dir))
         else:
             atomic_write_text(handover[0], json.dumps(entry.experiment, indent=2) + "\n")
@@ -130,8 +144,26 @@ class QueueRunner:
             self.child = None
             print(f"{now_iso()} {entry.name}: {outcome}", flush=True)
             self.queue.done(entry.id, outcome, run_dir)
-            for path in handover:
-                path.unlink(missing_ok=True)
+            _remove(handover)
+
+    def _earlier_run(self, entry: QueueEntry, its_log: Path) -> Path | None:
+        """The run folder that a runner which died (killed, the machine went down) started for this entry.
+
+        The entry keeps the pid of the process that runner started; the run's status names its writer.
+        The dead runner's log of the run (its_log) moves beside it, as the runner would have moved it.
+        """
+        if entry.kind != RUN or entry.pid is None:
+            return None
+        for run in list_runs(self.root):
+            try:
+                writer = RunFolder(run.path).read_status().get("pid")
+            except RunError:
+                continue
+            if writer == entry.pid and run.experiment == entry.name:
+                if its_log.exists() and not (run.path / OUTPUT_LOG).exists():
+                    os.replace(its_log, run.path / OUTPUT_LOG)
+                return run.path
+        return None
 
     def _made_by(self, before: set[str], pid: int) -> Path | None:
         """The run folder the child made: new since it started, its status written by it."""
@@ -143,6 +175,11 @@ class QueueRunner:
             if writer == pid:
                 return self.root / name
         return None
+
+
+def _remove(handover: list[Path]) -> None:
+    for path in handover:
+        path.unlink(missing_ok=True)
 
 
 def _outcome(run_dir: Path | None, log: Path, code: int) -> str:

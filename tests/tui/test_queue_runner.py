@@ -112,3 +112,31 @@ def test_stopping_the_runner_stops_its_run_and_leaves_the_rest_queued(tmp_path, 
     assert states(runs) == [("a", "stopped")]
     assert queue.read().done[0].outcome == "stopped because the queue runner was stopped after 1 of 2 epochs"
     assert [e.name for e in queue.read().entries] == ["b"] and runner_pid(runs) is None
+
+
+@pytest.mark.parametrize("run_killed_too", [True, False], ids=["run-killed-too", "run-outlived-it"])
+def test_after_a_killed_runner_the_next_one_goes_on_with_its_run_instead_of_training_it_again(
+    tmp_path, gate, run_killed_too
+):
+    runs = tmp_path / "checkpoints"
+    queue = RunQueue(runs)
+    queue.add_runs([tiny("a", epochs=2), tiny("b")])
+    first = runner(runs)
+    until(lambda: gate.paused or first.poll() is not None)
+    first.kill()  # SIGKILL: the runner says nothing and leaves "a" first in the queue
+    first.wait(60)
+    if run_killed_too:  # as when the machine goes down
+        os.kill(queue.read().entries[0].pid, signal.SIGKILL)
+        until(lambda: states(runs) == [("a", "interrupted")])
+    gate.open()
+    assert runner(runs).wait(600) == 0
+    assert states(runs) == [("a", "finished"), ("b", "finished")]  # one folder for "a": not trained again
+    run_a = list_runs(runs)[-1]
+    assert RunFolder(run_a.path).read_status()["epochs_done"] == 2
+    assert "epoch 2" in (run_a.path / "output.log").read_text()  # its output, both halves, beside it
+    assert [(d.name, d.outcome.split(",")[0], d.run_dir) for d in queue.read().done][0] == (
+        "a",
+        "finished",
+        str(run_a.path),
+    )
+    assert queue.read().entries == [] and not list((runs / ".launch").iterdir())
