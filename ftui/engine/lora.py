@@ -28,13 +28,9 @@ from torch import nn
 
 from ..errors import FtuiError
 from .experiment import Experiment
-from .model_facts import Adaptable, LayerUnit
+from .model_facts import Adaptable, LayerUnit, owner_of
 
 ADAPTER = "default"  # PEFT's adapter name; ftui attaches one adapter per model
-
-
-def _owner(units: tuple[LayerUnit, ...], qualified_name: str) -> str | None:
-    return next((u.name for u in units if u.owns(qualified_name)), None)
 
 
 def find_adaptable(model: nn.Module, units: tuple[LayerUnit, ...]) -> tuple[Adaptable, ...]:
@@ -42,9 +38,10 @@ def find_adaptable(model: nn.Module, units: tuple[LayerUnit, ...]) -> tuple[Adap
     found: list[Adaptable] = []
     inside_attention: set[str] = set()  # PEFT adapts an attention's out_proj with the attention itself
     for name, module in model.named_modules():
-        unit = _owner(units, name)
-        if unit is None or name in inside_attention:
+        owner = owner_of(units, name)
+        if owner is None or name in inside_attention:
             continue
+        unit = owner.name
         if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
             e = module.embed_dim
             inside_attention.add(f"{name}.out_proj")

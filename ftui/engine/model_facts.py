@@ -33,6 +33,11 @@ class LayerUnit:
         return any(qualified_name == p or qualified_name.startswith(p + ".") for p in self.prefixes)
 
 
+def owner_of(units: tuple[LayerUnit, ...], qualified_name: str) -> LayerUnit | None:
+    """The unit a parameter or module belongs to; None for one no unit holds (the model itself, a container)."""
+    return next((u for u in units if u.owns(qualified_name)), None)
+
+
 @dataclass(frozen=True)
 class Adaptable:
     """A layer LoRA can adapt: a Linear, a Conv2d, or a MultiheadAttention (its in- and output projections)."""

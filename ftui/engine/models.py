@@ -20,7 +20,7 @@ from torchvision.models import VGG, VisionTransformer
 from ..errors import ModelError, WeightsError
 from .experiment import Experiment
 from .lora import attach_lora, find_adaptable
-from .model_facts import LayerUnit, ModelInfo, check_model_name
+from .model_facts import LayerUnit, ModelInfo, check_model_name, owner_of
 from .weights import load_weights_state, mismatch_report, state_fits
 
 
@@ -120,9 +120,9 @@ def layer_units(model: nn.Module) -> tuple[LayerUnit, ...]:
 
 
 def unit_of(units: tuple[LayerUnit, ...], qualified_name: str) -> LayerUnit:
-    for unit in units:
-        if unit.owns(qualified_name):
-            return unit
+    """The unit a parameter belongs to: every parameter has one."""
+    if (unit := owner_of(units, qualified_name)) is not None:
+        return unit
     raise ModelError(f"Parameter {qualified_name!r} belongs to no layer unit (a bug in ftui's unit table).")
 
 

@@ -134,9 +134,6 @@ def test_after_a_killed_runner_the_next_one_goes_on_with_its_run_instead_of_trai
     run_a = list_runs(runs)[-1]
     assert RunFolder(run_a.path).read_status()["epochs_done"] == 2
     assert "epoch 2" in (run_a.path / "output.log").read_text()  # its output, both halves, beside it
-    assert [(d.name, d.outcome.split(",")[0], d.run_dir) for d in queue.read().done][0] == (
-        "a",
-        "finished",
-        str(run_a.path),
-    )
+    first = queue.read().done[0]
+    assert (first.name, first.outcome.split(",")[0], first.run_dir) == ("a", "finished", str(run_a.path))
     assert queue.read().entries == [] and not list((runs / ".launch").iterdir())
