@@ -13,7 +13,7 @@ from ftui.engine import events as ev
 from ftui.engine.checkpoints import read_checkpoint
 from ftui.engine.data import load_dataset
 from ftui.engine.evaluation import evaluate_checkpoint
-from ftui.engine.runs import RunFolder
+from ftui.engine.runs import RunFolder, resolve_run_weights
 from ftui.engine.train import train
 from ftui.engine.validation import experiment_from_dict
 from ftui.errors import CatalogError, DataError
@@ -107,6 +107,16 @@ def test_run_weights_refuse_when_there_is_no_finished_run(pretrained, tmp_path):
     assert half.status == "stopped"
     later = train(dataclasses.replace(exp, weights="run:half"), runs_root=tmp_path)
     assert later.status == "failed" and "is stopped; continue it with: ftui resume" in later.reason
+
+
+def test_run_weights_take_the_newest_finished_run_over_older_ones_and_a_newer_stopped_one(tmp_path):
+    base = experiment_from_dict({**TINY, "name": "base", "epochs": 1}, "test")
+    older, newer = train(base, runs_root=tmp_path), train(base, runs_root=tmp_path)
+    stop = threading.Event()
+    stop.set()
+    assert train(base, stop=stop, runs_root=tmp_path).status == "stopped"
+    assert older.run_dir != newer.run_dir
+    assert resolve_run_weights("run:base", tmp_path) == str((newer.run_dir / "best.safetensors").absolute())
 
 
 def test_weights_for_other_classes_load_all_but_the_head(tmp_path, make_exp):
