@@ -242,6 +242,8 @@ def _changed(exp, args):
 def cmd_run(args) -> int:
     if args.all is not None:
         return cmd_run_all(args)
+    if args.skip_finished:
+        raise FtuiError("--skip-finished goes with --all PREFIX: it leaves out the experiments already trained.")
     exp, changes = _changed(_experiment(args), args)
     nproc = _processes(args.nproc, exp.nproc)
     if nproc > 1 and not _under_torchrun():
@@ -266,7 +268,7 @@ def cmd_run_all(args) -> int:
     (weights = "run:NAME") before the runs that start from it. A stop (Ctrl-C) ends the sequence."""
     from .engine.results import measured_by_experiment
     from .engine.runs import list_runs
-    from .engine.study import study_summary, study_table, with_prefix
+    from .engine.study import still_to_train, study_summary, study_table, with_prefix
 
     if args.name is not None or args.experiment_json is not None or (args.nproc or 1) > 1:
         raise FtuiError("ftui run --all PREFIX trains the catalog's experiments one by one, on one process: "
@@ -275,6 +277,15 @@ def cmd_run_all(args) -> int:
     chosen = with_prefix(catalog, args.all)
     if not chosen:
         raise FtuiError(f"No experiment of {catalog.path} starts with {args.all!r} (ftui list names them).")
+    if args.skip_finished:
+        todo = still_to_train(chosen, measured_by_experiment(list_runs(Path(args.runs))))
+        skipped = [e.name for e in chosen if e not in todo]
+        if skipped:
+            out.print(f"skipped, a finished run already: {', '.join(skipped)}", markup=False)
+        if not todo:
+            out.print(f"Every experiment starting with {args.all!r} has a finished run in {args.runs}.", markup=False)
+            return EXIT_OK
+        chosen = todo
     outcomes: list[tuple[str, str]] = []
     code = EXIT_OK
     # One listener for the whole sequence: a Ctrl-C between two runs stops the sequence too.
@@ -483,6 +494,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PREFIX",
         help="train every experiment whose name starts with PREFIX, one after another, each run:NAME base "
         "first (--all mini- is the report in miniature)",
+    )
+    run.add_argument(
+        "--skip-finished",
+        action="store_true",
+        help="with --all: leave out the experiments that already have a finished run (continue a stopped study)",
     )
     run.add_argument("--epochs", type=int, help="override the experiment's epochs")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N")

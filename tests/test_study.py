@@ -182,6 +182,21 @@ def test_ctrl_c_between_two_runs_of_run_all_stops_the_sequence(tmp_path, capsys,
     assert "t-fc" in printed and "not started" in printed
 
 
+def test_run_all_skip_finished_continues_a_study_without_training_its_base_again(tmp_path, capsys):
+    catalog, runs = _tiny_study(tmp_path), tmp_path / "runs"
+    assert cli.main(["run", "t-pre", "--catalog", str(catalog), "--runs", str(runs)]) == 0
+    capsys.readouterr()
+    args = ["run", "--all", "t-", "--skip-finished", "--catalog", str(catalog), "--runs", str(runs)]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "skipped, a finished run already: t-pre" in printed and "1/1: t-fc" in printed
+    assert sorted(r.experiment for r in list_runs(runs)) == ["t-fc", "t-pre"]  # the base trained once
+    assert cli.main(args) == 0
+    assert "Every experiment starting with 't-' has a finished run" in capsys.readouterr().out
+    assert cli.main(["run", "t-fc", "--skip-finished", "--catalog", str(catalog), "--runs", str(runs)]) == 2
+    assert "--skip-finished goes with --all" in capsys.readouterr().err
+
+
 def test_run_all_refuses_a_prefix_that_matches_nothing(tmp_path, capsys):
     catalog = _tiny_study(tmp_path)
     assert cli.main(["run", "--all", "zz", "--catalog", str(catalog), "--runs", str(tmp_path / "r")]) == 2

@@ -48,6 +48,12 @@ def with_prefix(catalog: Catalog, prefix: str) -> list[Experiment]:
     return in_dependency_order(catalog, [e for e in catalog.experiments if e.name.startswith(prefix)])
 
 
+def still_to_train(experiments: list[Experiment], measured: dict[str, Measured]) -> list[Experiment]:
+    """Those of the experiments that have no finished run yet (measured: measured_by_experiment's), in order:
+    what continues a study that was stopped part-way."""
+    return [e for e in experiments if e.name not in measured or measured[e.name].best is None]
+
+
 @dataclass(frozen=True)
 class StudyRow:
     mirrored: str  # the report's row (a catalog experiment)

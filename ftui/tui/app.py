@@ -116,20 +116,32 @@ class FtuiApp(App):
         self.kick_queue()
 
     def action_queue_study(self) -> None:
-        """The report in miniature (engine/study.py), each base before the runs that start from it, after asking."""
-        from ..engine.study import study_experiments
+        """The report in miniature (engine/study.py), each base before the runs that start from it, after asking.
+
+        Rows with a finished run, or waiting in the queue, are left out: M again continues a study."""
+        from ..engine.results import measured_by_experiment
+        from ..engine.study import still_to_train, study_experiments
 
         study = study_experiments(self.catalog) if self.catalog else []
         if not study:
             self.notify("No experiment of the catalog mirrors a report row (mirrors = ...): no miniature to queue.")
             return
-        question = (
-            f"Queue the report in miniature: {len(study)} runs, {study[0].name} first "
-            f"({', '.join(e.name for e in study[1:])})?"
-        )
+        waiting = {e.name for e in self.queue.read().entries}
+        unfinished = still_to_train(study, measured_by_experiment(list_runs(self.runs_root)))
+        todo = [e for e in unfinished if e.name not in waiting]
+        if not todo:
+            self.notify(
+                "Every run of the report in miniature has finished or waits in the queue: t, then m, compares it "
+                "with the report. To train a row again, launch it (l) or queue it (a)."
+            )
+            return
+        question = f"Queue the report in miniature: {len(todo)} runs, {todo[0].name} first"
+        question += f" ({', '.join(e.name for e in todo[1:])})?" if len(todo) > 1 else "?"
+        if len(todo) < len(study):
+            question += f" The other {len(study) - len(todo)} have a finished run already or wait in the queue."
         self.push_screen(
-            ConfirmScreen(question, f"Queue {len(study)}", "Cancel"),
-            lambda ok: self.enqueue(study) if ok else None,
+            ConfirmScreen(question, f"Queue {len(todo)}", "Cancel"),
+            lambda ok: self.enqueue(todo) if ok else None,
         )
 
     def queue_resume(self, path: Path) -> None:

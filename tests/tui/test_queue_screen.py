@@ -15,6 +15,7 @@ from ftui.tui.screens.quit import QuitScreen
 from ftui.tui.screens.run import RunScreen
 from ftui.tui.screens.runs import RunsScreen
 from ftui.tui.widgets.queue_list import QueueList
+from tests.test_results import make_run
 from tests.tui.test_catalog_and_run import wait_for
 
 
@@ -185,6 +186,33 @@ async def test_the_miniature_is_queued_with_one_key_its_pretraining_first(tui_ca
         await pilot.pause()
         names = queued(app)
         assert names[0] == "mini-pretrain" and len(names) == 15 and all(n.startswith("mini-") for n in names)
+
+
+async def test_m_again_queues_only_the_rows_without_a_finished_run(tui_catalog, tui_runs):
+    from pathlib import Path
+
+    from ftui.tui.app import make_app
+
+    tui_catalog.write_text((Path(__file__).resolve().parents[2] / "experiments.toml").read_text())
+    make_run(tui_runs, "mini-pretrain-20260101-100000", "mini-pretrain", "finished", 70.0, 600.0)
+    make_run(tui_runs, "mini-fc-20260101-101000", "mini-fc", "finished", 54.0, 6.0)
+    make_run(tui_runs, "mini-fc-conv1-20260101-102000", "mini-fc-conv1", "stopped", 30.0, 20.0)  # not done
+    app = make_app(tui_catalog, tui_runs)
+    app.queue.set_paused(True)
+    seen: list[str] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.notify = lambda message, **kw: seen.append(message)
+        await pilot.pause()
+        await pilot.press("M")
+        assert "Queue the report in miniature: 13 runs, mini-fc-conv1 first" in app.screen.question
+        assert "The other 2 have a finished run already or wait in the queue." in app.screen.question
+        await pilot.press("y")
+        await pilot.pause()
+        assert len(queued(app)) == 13 and "mini-pretrain" not in queued(app) and "mini-fc" not in queued(app)
+        await pilot.press("M")  # all queued or finished: nothing to ask
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and len(queued(app)) == 13
+        assert "Every run of the report in miniature has finished or waits in the queue" in seen[-1]
 
 
 async def test_m_says_so_when_the_catalog_has_no_miniature(app):
