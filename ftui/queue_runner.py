@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .engine.atomic import atomic_write_text
 from .engine.queue import RESUME, RUN, RUNNER_LOG, QueueEntry, RunnerLock, RunQueue, runner_pid
-from .engine.runs import INTERRUPTED, LAST, RunFolder, list_runs, now_iso, run_state
+from .engine.runs import INTERRUPTED, LAST, RunFolder, RunSummary, list_runs, now_iso, run_state
 from .errors import EXIT_USAGE, RunError
 from .tui.training_process import (
     OUTPUT_LOG,
@@ -110,14 +110,15 @@ class QueueRunner:
         handover = [stem.with_suffix(".json"), stem.with_suffix(".stop")]
         self.stop_file = handover[1]
         earlier = self._earlier_run(entry, stem.with_suffix(".log"))
-        if earlier is not None and run_state(RunFolder(earlier).read_status(), earlier)[0] != INTERRUPTED:
+        if earlier is not None and earlier.state != INTERRUPTED:
             # Its process outlived the runner and ended the run; only the record of it is missing.
-            self.queue.done(entry.id, _outcome(earlier, earlier / OUTPUT_LOG, 0), earlier)
+            self.queue.done(entry.id, _outcome(earlier.path, earlier.path / OUTPUT_LOG, 0), earlier.path)
             _remove(handover)
             return
-        if earlier is not None and (earlier / LAST).exists():  # killed with the runner: it goes on from there
-            print(f"{now_iso()} {entry.name} was interrupted with an earlier runner; resuming {earlier}", flush=True)
-            args, run_dir = ["resume", str(earlier)], earlier
+        if earlier is not None and (earlier.path / LAST).exists():  # killed with the runner: it goes on from there
+            said = f"{entry.name} was interrupted with an earlier runner; resuming {earlier.path}"
+            print(f"{now_iso()} {said}", flush=True)
+            args, run_dir = ["resume", str(earlier.path)], earlier.path
         elif entry.kind == RESUME:
             args, run_dir = ["resume", str(entry.run_dir)], Path(str(entry.run_dir))
         else:
@@ -146,8 +147,8 @@ class QueueRunner:
             self.queue.done(entry.id, outcome, run_dir)
             _remove(handover)
 
-    def _earlier_run(self, entry: QueueEntry, its_log: Path) -> Path | None:
-        """The run folder that a runner which died (killed, the machine went down) started for this entry.
+    def _earlier_run(self, entry: QueueEntry, its_log: Path) -> RunSummary | None:
+        """The run that a runner which died (killed, the machine went down) started for this entry.
 
         The entry keeps the pid of the process that runner started; the run's status names its writer.
         The dead runner's log of the run (its_log) moves beside it, as the runner would have moved it.
@@ -162,7 +163,7 @@ class QueueRunner:
             if writer == entry.pid and run.experiment == entry.name:
                 if its_log.exists() and not (run.path / OUTPUT_LOG).exists():
                     os.replace(its_log, run.path / OUTPUT_LOG)
-                return run.path
+                return run
         return None
 
     def _made_by(self, before: set[str], pid: int) -> Path | None:
