@@ -185,8 +185,13 @@ def _exit_code(result, signals: list[int], started: bool) -> int:
     if result.status == "finished":
         return EXIT_OK
     if result.status == "stopped":
-        return exit_code_for_signal(signals[0] if signals else signal.SIGINT)
+        return _stopped_code(signals)
     return EXIT_FAILED if started else EXIT_USAGE  # a run that never started: its set-up was refused
+
+
+def _stopped_code(signals: list[int]) -> int:
+    """The exit code of a stop: that of the first signal received (Ctrl-C when none was: a stop from within)."""
+    return exit_code_for_signal(signals[0] if signals else signal.SIGINT)
 
 
 def _processes(asked: int | None, default: int) -> int:
@@ -289,10 +294,10 @@ def cmd_run_all(args) -> int:
     outcomes: list[tuple[str, str]] = []
     code = EXIT_OK
     # One listener for the whole sequence: a Ctrl-C between two runs stops the sequence too.
-    listening = _listen(args.stop_reason_file)
+    stop, signals = _listen(args.stop_reason_file)
     for number, exp in enumerate(chosen, 1):
-        if listening[0].is_set():
-            code = code or exit_code_for_signal(listening[1][0] if listening[1] else signal.SIGINT)
+        if stop.is_set():
+            code = code or _stopped_code(signals)
             break
         out.print(f"[bold]{number}/{len(chosen)}: {exp.name}[/]")
         exp, _ = _changed(exp, args)
@@ -302,7 +307,7 @@ def cmd_run_all(args) -> int:
 
             return train(exp, printer, stop, runs_root=args.runs, share_device=args.share_device)
 
-        step, result = _drive_result(start, args.stop_reason_file, listening)
+        step, result = _drive_result(start, args.stop_reason_file, (stop, signals))
         outcomes.append((exp.name, f"{result.best_acc:.2f}%" if result.status == "finished" else result.status))
         code = code or step
         if result.status == "stopped":
