@@ -177,7 +177,9 @@ def test_first_contact_offline_with_the_shipped_catalog(tmp_path):
         term.tmux("new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", ftui_command(tmp_path, hooks))
         term.wait_for("quickstart", "resnet18-fc", "Launch")
         term.keys("Down", "Down", "Down", "l")  # resnet18-fc: full CIFAR-10 and ImageNet weights
-        shown = term.wait_for("could not start", "Nothing was trained")
+        # The footer is redrawn a frame after the title (Textual recomposes it on the next refresh):
+        # wait for it to begin with "esc Back", then nothing on the screen may offer a stop.
+        shown = term.wait_for("could not start", "Nothing was trained", "\n esc Back")
         assert "Traceback" not in shown and "s Stop run" not in shown, shown
         term.keys("s")  # once crashed the app
         term.keys("Escape")
